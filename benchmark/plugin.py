@@ -1,0 +1,97 @@
+"""The plugin contract: what a model declares so that the harness can train, attack and evaluate it.
+
+A plugin never decides how it is attacked or evaluated; it declares its *predictive kind* and the
+harness applies the matching decision rule (see DESIGN.md):
+
+=============  ==============================================  =====================================
+kind           ``network(x)`` returns                          deployed decision rule
+=============  ==============================================  =====================================
+deterministic  logits ``[B, C]``                               argmax of the logits
+stochastic     logits ``[B, C]`` of one random draw            argmax of the mean softmax of S draws
+moments        ``(mean, var)`` of the logits, each ``[B, C]``  argmax of the predictive mean
+ensemble       logits of every member ``[M, B, C]``            argmax of the mean softmax
+=============  ==============================================  =====================================
+
+A stochastic network must draw fresh randomness on every call *whatever its train/eval mode*:
+the harness puts networks in eval mode once after training (for batch norm), and that must not
+switch the randomness off. Networks must not call ``backward`` or change grad mode in ``forward``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PredictiveKind = Literal["deterministic", "stochastic", "moments", "ensemble"]
+PREDICTIVE_KINDS: tuple[str, ...] = get_args(PredictiveKind)
+Profile = Literal["quick", "standard"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a plugin is asked to model: the dataset's shape, size and the profile's budget."""
+
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    n_train: int
+    profile: str = "quick"
+
+    @property
+    def is_small_grayscale(self) -> bool:
+        """MNIST-like inputs (one channel, 28x28) get the small CNNs; everything else the CIFAR nets."""
+        return self.input_shape[0] == 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The recipe the shared training loop follows; part of the checkpoint cache key."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    noise_sigma: float = 0.0  # std of Gaussian noise added to training inputs (noise-trained models)
+    extra: dict = field(default_factory=dict)  # plugin-specific settings that must enter the cache key
+
+
+class ModelPlugin:
+    """Base class of every model plugin. Subclass it and decorate with ``@register_model("name")``.
+
+    Override :meth:`build` (required), and :meth:`train_config` and :meth:`loss` where the method's
+    paper prescribes its own recipe or objective (ELBO, Gaussian likelihood, ...).
+    """
+
+    name: ClassVar[str] = ""
+    predictive: ClassVar[PredictiveKind] = "deterministic"
+    #: input shapes (C, H, W) the plugin can build a network for; ``None`` means any
+    input_shapes: ClassVar[tuple[tuple[int, int, int], ...] | None] = ((1, 28, 28), (3, 32, 32))
+    #: one line shown by ``benchmark list``
+    summary: ClassVar[str] = ""
+
+    def build(self, task: Task) -> nn.Module:
+        raise NotImplementedError(f"plugin {self.name!r} must implement build(task)")
+
+    def train_config(self, task: Task) -> TrainConfig:
+        """Default recipe: Adam, a few epochs on the quick profile, more on standard."""
+        return TrainConfig(epochs=2 if task.profile == "quick" else 20)
+
+    def loss(self, network: nn.Module, output, y: torch.Tensor, task: Task) -> torch.Tensor:
+        """Training objective for one batch. Defaults to cross-entropy per predictive kind."""
+        if self.predictive == "moments":
+            mean, _ = output
+            return F.cross_entropy(mean, y)
+        if self.predictive == "ensemble":
+            # members are trained independently: the sum of their losses has independent gradients
+            return sum(F.cross_entropy(member, y) for member in output)
+        return F.cross_entropy(output, y)
+
+    def supports(self, input_shape: tuple[int, int, int]) -> bool:
+        return self.input_shapes is None or tuple(input_shape) in {tuple(s) for s in self.input_shapes}

@@ -1,0 +1,116 @@
+"""Plugin registry: one decorator to register, one lookup to create (after timm's model registry).
+
+Plugins come from three places: the modules of the bundled ``models`` package, installed packages
+that declare an entry point in the group ``benchmark.models``, and a plugin file named on the command
+line as ``path/to/file.py:name``. A plugin file is code: it runs with the user's rights, so name only
+files you trust.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+from benchmark.plugin import PREDICTIVE_KINDS, ModelPlugin
+
+ENTRY_POINT_GROUP = "benchmark.models"
+_REGISTRY: dict[str, type[ModelPlugin]] = {}
+_discovered = False
+
+
+def register_model(name: str):
+    """Class decorator: register a :class:`ModelPlugin` subclass under ``name``."""
+
+    def decorate(cls: type[ModelPlugin]) -> type[ModelPlugin]:
+        if not (isinstance(cls, type) and issubclass(cls, ModelPlugin)):
+            raise BenchmarkError(f"@register_model({name!r}) must decorate a ModelPlugin subclass")
+        if cls.predictive not in PREDICTIVE_KINDS:
+            raise BenchmarkError(
+                f"plugin {name!r} declares predictive={cls.predictive!r}; expected one of {', '.join(PREDICTIVE_KINDS)}"
+            )
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise BenchmarkError(f"two plugins are registered as {name!r}: {existing.__module__} and {cls.__module__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _discover() -> None:
+    """Import the bundled plugins and the installed entry points, once."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import models  # noqa: F401  (importing the package registers the bundled plugins)
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken third-party plugin must not break the others
+            print(f"warning: could not load plugin entry point {ep.name!r} ({ep.value}): {exc}", file=sys.stderr)
+
+
+def list_models() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_plugin_class(name: str) -> type[ModelPlugin]:
+    _discover()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; registered: {', '.join(sorted(_REGISTRY))}"
+    raise BenchmarkError(f"unknown model {name!r}{hint}")
+
+
+def load_plugin_file(path: str | Path) -> list[str]:
+    """Execute a plugin file (trusted code) and return the names it registered."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"plugin file not found: {path}")
+    _discover()
+    before = {n: c for n, c in _REGISTRY.items()}
+    module_name = "benchmark_plugin_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise BenchmarkError(f"cannot import plugin file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BenchmarkError:
+        raise
+    except Exception as exc:
+        raise BenchmarkError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    return sorted(n for n, c in _REGISTRY.items() if before.get(n) is not c)
+
+
+def create_model(spec: str) -> ModelPlugin:
+    """Instantiate a plugin from a registered name or from ``path/to/file.py:name``."""
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        path, name = spec.split(":", 1)
+        added = load_plugin_file(path)
+        if name not in added and name not in _REGISTRY:
+            raise BenchmarkError(f"{path} registers {', '.join(added) or 'no plugin'}, not {name!r}")
+        return _REGISTRY[name]()
+    return get_plugin_class(spec)()
+
+
+def plugin_source_hash(plugin: ModelPlugin) -> str:
+    """Hash of the plugin's module source: part of the checkpoint key, so edited code retrains."""
+    try:
+        source = inspect.getsource(sys.modules[type(plugin).__module__])
+    except (OSError, TypeError, KeyError):
+        source = type(plugin).__qualname__
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
