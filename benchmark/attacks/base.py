@@ -1,0 +1,53 @@
+"""Typed interface shared by every attack (after Foolbox's attack classes).
+
+An attack receives the :class:`~benchmark.predictive.Predictor`, never the bare network, so the loss it
+follows is always the deployed rule's: the EOT loss over ``draws`` samples for stochastic models.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+
+from benchmark.predictive import Predictor
+
+
+@dataclass(frozen=True)
+class Attack(ABC):
+    """An L-inf attack; its dataclass fields are its settings, recorded with every result."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+        """Return adversarial inputs within the eps-ball around ``x`` and inside [0, 1]."""
+
+    def settings(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """What one forward and backward pass tells an attack about a batch."""
+
+    loss: torch.Tensor  # per-example EOT loss
+    wrong: torch.Tensor  # the deployed rule (over the same draws) misclassifies
+    grad: torch.Tensor  # d loss / d input
+
+
+def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int) -> Gradient:
+    """Per-example loss and its gradient with respect to the input (the network's parameters get none)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        log_pred = predictor.log_predictive(x, draws)
+        loss = torch.nn.functional.nll_loss(log_pred, y, reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    return Gradient(loss.detach(), log_pred.detach().argmax(-1) != y, grad)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Back into the eps-ball around ``x`` and the valid image range."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)

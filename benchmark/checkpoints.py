@@ -1,0 +1,57 @@
+"""Checkpoints that cannot run code: safetensors, or ``torch.load(weights_only=True)`` for ``.pt`` files.
+
+A pickle can execute arbitrary code when loaded; the harness never unpickles anything but plain tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from benchmark.store import atomic_write_bytes
+
+
+def save_checkpoint(network: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    save_file(state, str(tmp), metadata=metadata)
+    atomic_write_bytes(path, tmp.read_bytes())
+    tmp.unlink()
+
+
+def read_state(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file; refuses anything that would need a full unpickler."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise BenchmarkError(f"{path} is not a valid safetensors checkpoint ({exc}); delete it or pass --retrain") from exc
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError for corrupt files
+        raise BenchmarkError(
+            f"refusing checkpoint {path}: it is not a plain tensor file loadable with weights_only=True "
+            f"({type(exc).__name__}). Convert it to safetensors."
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BenchmarkError(f"refusing checkpoint {path}: expected a state dict of tensors")
+    return state
+
+
+def load_checkpoint(network: nn.Module, path: Path) -> None:
+    state = read_state(path)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise BenchmarkError(f"checkpoint {path} does not fit this model ({first}); pass --retrain") from exc

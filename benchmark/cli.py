@@ -1,0 +1,174 @@
+"""The ``benchmark`` command line: run, list, leaderboard, report, validate-plugin.
+
+Errors a user can fix print one line (``error: ...``) and exit with status 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.errors import BenchmarkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Robustness benchmark for uncertainty-aware neural networks.")
+out_console = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+OutOption = typer.Option(Path("."), "--out", help="Directory holding runs/, checkpoints/ and leaderboards/.")
+
+
+@app.command()
+def run(
+    model: str = typer.Option(..., "--model", "-m", help="Registered plugin name, or path/to/file.py:name."),
+    dataset: str = typer.Option("mnist", "--dataset", "-d", help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="quick or standard [default: standard on GPU, quick on CPU]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset directory (else $BENCHMARK_DATA_DIR, the cache, a download)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of training and evaluation."),
+    out: Path = OutOption,
+    retrain: bool = typer.Option(False, "--retrain", help="Ignore the cached checkpoint and train again."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Evaluate these weights (.safetensors, or a tensors-only .pt) instead of training."),
+    eps: Optional[float] = typer.Option(None, "--eps", help="L-inf epsilon in [0, 1] [default: the dataset's]."),
+    n_test: Optional[int] = typer.Option(None, "--n-test", help="Evaluate the first N test images (overrides the profile)."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Train on the first N training images (smoke tests)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the plugin's number of epochs (smoke tests)."),
+    download: bool = typer.Option(True, "--download/--no-download", help="Allow a torchvision download when a dataset is not found."),
+) -> None:
+    """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report."""
+    from benchmark.runner import RunRequest
+    from benchmark.runner import run as execute
+
+    row = execute(RunRequest(model=model, dataset=dataset, profile=profile, device=device, data_dir=data_dir,
+                             seed=seed, out=out, retrain=retrain, checkpoint=checkpoint, eps=eps, n_test=n_test,
+                             n_train=n_train, epochs=epochs, download=download))
+    table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
+    for column in ("clean_acc", "robust_acc", "noise_acc_mean", "ece", "nll", "brier", "flags", "train_seconds", "eval_seconds"):
+        table.add_column(column)
+    table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) and c.endswith(("acc", "mean", "ece", "nll", "brier"))
+                    else str(row[c]) for c in ("clean_acc", "robust_acc", "noise_acc_mean", "ece", "nll", "brier",
+                                                "flags", "train_seconds", "eval_seconds")))
+    out_console.print(table)
+    out_console.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
+                      f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
+                      f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); S={row['samples']}, K={row['eot']}")
+    out_console.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
+
+
+@app.command("list")
+def list_cmd(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Also list custom datasets found here.")) -> None:
+    """Show the registered plugins, the datasets and the profiles."""
+    from benchmark.data import available_datasets
+    from benchmark.profiles import PROFILES
+    from benchmark.registry import get_plugin_class, list_models
+
+    table = Table(title="plugins")
+    for column in ("name", "predictive", "summary"):
+        table.add_column(column)
+    for name in list_models():
+        cls = get_plugin_class(name)
+        table.add_row(name, cls.predictive, cls.summary or (cls.__doc__ or "").strip().splitlines()[0])
+    out_console.print(table)
+    out_console.print("datasets: " + ", ".join(available_datasets(data_dir)))
+    for name, p in PROFILES.items():
+        out_console.print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "
+                          f"PGD {p.pgd_steps} steps x {p.pgd_restarts}, AutoAttack={'yes' if p.autoattack else 'no'}")
+
+
+@app.command()
+def leaderboard(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Rebuild one dataset [default: every dataset with runs]."),
+    out: Path = OutOption,
+) -> None:
+    """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs."""
+    from benchmark.leaderboard import datasets_with_runs, publish
+
+    names = [dataset] if dataset else datasets_with_runs(out)
+    if not names:
+        raise BenchmarkError(f"no finished runs under {Path(out) / 'runs'}; start one with `benchmark run --model NAME`")
+    for name in names:
+        publish(out, name)
+        out_console.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
+
+
+@app.command()
+def report(
+    model: str = typer.Option(..., "--model", "-m"),
+    dataset: str = typer.Option("mnist", "--dataset", "-d"),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Which profile's run [default: the latest run]."),
+    out: Path = OutOption,
+) -> None:
+    """Render the calibration and robustness report of a model's latest run."""
+    from benchmark.leaderboard import report_dir, table
+    from benchmark.report import write_report
+
+    frame = table(out, dataset)
+    rows = frame[(frame.model == model) & ((frame.profile == profile) if profile else True)] if not frame.empty else frame
+    if rows.empty:
+        raise BenchmarkError(f"no finished run of {model!r} on {dataset!r} under {Path(out) / 'runs'}")
+    row = rows.sort_values("date").iloc[-1]
+    path = write_report(Path(out) / "runs" / row.run_id, report_dir(out, dataset, model))
+    out_console.print(f"wrote {path} and {path.with_suffix('.html')}")
+
+
+@app.command("validate-plugin")
+def validate_plugin_cmd(spec: str = typer.Argument(..., help="path/to/plugin.py (every plugin it registers) or path/to/plugin.py:name.")) -> None:
+    """Check a plugin file against the contract (build, output shapes, gradients, randomness, loss)."""
+    from benchmark.registry import create_model, load_plugin_file
+    from benchmark.validate import validate_plugin
+
+    path, _, name = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
+    names = [name] if name else load_plugin_file(path)
+    if not names:
+        raise BenchmarkError(f"{path} registers no plugin: decorate a ModelPlugin subclass with @register_model(\"name\")")
+    failed = 0
+    for plugin_name in names:
+        plugin = create_model(f"{path}:{plugin_name}")
+        table = Table(title=f"{plugin_name} ({plugin.predictive})")
+        for column in ("check", "result", "detail"):
+            table.add_column(column)
+        for check in validate_plugin(plugin):
+            failed += not check.ok
+            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", "" if check.ok else check.detail)
+        out_console.print(table)
+    if failed:
+        raise BenchmarkError(f"{failed} contract check(s) failed")
+    out_console.print("all contract checks passed")
+
+
+def main() -> None:
+    """Console entry point: one line per error unless --debug."""
+    try:
+        app(standalone_mode=False)
+    except BenchmarkError as exc:
+        if _state["debug"]:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: finished conditions are saved; rerun the same command to resume")
+        sys.exit(130)
+    except (typer.Abort,):
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                                   highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,155 @@
+"""Leaderboards rebuilt from the run store: ``leaderboards/<dataset>.csv``, ``.md`` and ``index.html``.
+
+A leaderboard is never edited in place: it is recomputed from every run's ``summary.json`` and written
+atomically under a lock, so concurrent runs and interrupted writes can never leave a half-written table.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import html
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+from benchmark.report import write_report
+from benchmark.store import atomic_write_text, list_runs, read_json, slug
+
+SCHEMA = ["model", "dataset", "profile", "threat", "eps", "n_examples", "predictive", "samples", "eot",
+          "clean_acc", "robust_acc", "attacks", "noise_acc_mean", "ece", "nll", "brier", "flags", "params",
+          "train_seconds", "eval_seconds", "device", "version", "date"]
+EXTRA = ["robust_acc_ci_low", "robust_acc_ci_high", "robust_acc_worst", "reevals", "run_id"]
+PROFILE_ORDER = {"standard": 0, "quick": 1}
+CIFAR_JPEG_CAVEAT = ("cifar10-jpeg is CIFAR-10 decoded from a lossy JPEG copy: its numbers are not CIFAR-10 numbers "
+                     "and are not comparable with published CIFAR-10 results.")
+
+
+@contextmanager
+def _locked(directory: Path):
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def report_dir(out: Path, dataset: str, model: str) -> Path:
+    return Path(out) / "leaderboards" / "reports" / slug(dataset) / slug(model)
+
+
+def table(out: Path, dataset: str) -> pd.DataFrame:
+    """The leaderboard of one dataset: the latest run per (model, profile), best robust accuracy first."""
+    rows = [read_json(r.root / "summary.json") for r in list_runs(out)]
+    frame = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=SCHEMA + EXTRA)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values("date").drop_duplicates(["model", "profile"], keep="last")
+    frame = frame.assign(_p=frame.profile.map(PROFILE_ORDER).fillna(9))
+    return frame.sort_values(["_p", "robust_acc"], ascending=[True, False]).drop(columns="_p").reset_index(drop=True)
+
+
+def datasets_with_runs(out: Path) -> list[str]:
+    return sorted({read_json(r.root / "summary.json")["dataset"] for r in list_runs(out)})
+
+
+def publish(out: Path, dataset: str, model: str | None = None) -> None:
+    """Rewrite the dataset's tables and the index; render the report of ``model`` (all models if None)."""
+    out = Path(out)
+    board_dir = out / "leaderboards"
+    try:
+        with _locked(board_dir):
+            frame = table(out, dataset)
+            if frame.empty:
+                raise BenchmarkError(f"no finished runs for dataset {dataset!r} under {out / 'runs'}")
+            for name in ([model] if model else list(frame.model)):
+                for run_id in frame[frame.model == name].run_id:
+                    write_report(out / "runs" / run_id, report_dir(out, dataset, name))
+            atomic_write_text(board_dir / f"{slug(dataset)}.csv", frame.to_csv(index=False))
+            atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, dataset))
+            atomic_write_text(board_dir / "index.html", _index_html(out))
+    except OSError as exc:
+        raise BenchmarkError(f"cannot write leaderboards under {board_dir}: {exc.strerror or exc}; the run directory is "
+                             f"kept, rerun `benchmark leaderboard --out {out}` once it is writable") from exc
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+DISPLAY = ["model", "predictive", "clean_acc", "robust_acc", "robust_acc_ci_low", "robust_acc_ci_high", "attacks",
+           "noise_acc_mean", "ece", "nll", "brier", "flags", "samples", "eot", "n_examples", "eps", "params",
+           "train_seconds", "eval_seconds", "device", "date"]
+
+
+def _markdown(frame: pd.DataFrame, dataset: str) -> str:
+    def cell(v) -> str:
+        return _fmt(v).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+    lines = [f"# Leaderboard: {cell(dataset)}", ""]
+    if dataset == "cifar10-jpeg":
+        lines += [f"> {CIFAR_JPEG_CAVEAT}", ""]
+    lines += ["Robust accuracy is the per-example worst case over every attack run at the dataset's eps "
+              "(L-inf), with a 95% interval. Only standard-profile rows are comparable across models.", ""]
+    for profile, part in frame.groupby(frame.profile.map(PROFILE_ORDER).fillna(9), sort=True):
+        lines += [f"## Profile: {cell(part.profile.iloc[0])}", "",
+                  "| " + " | ".join(DISPLAY) + " |", "|" + "---|" * len(DISPLAY)]
+        for _, row in part.iterrows():
+            cells = [cell(row[c]) for c in DISPLAY]
+            cells[0] = f"[{cells[0]}](reports/{_report_link(dataset, row['model'])}/report.md)"
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _report_link(dataset: str, model: str) -> str:
+    return f"{slug(dataset)}/{slug(model)}"
+
+
+def _index_html(out: Path) -> str:
+    sections = []
+    for dataset in datasets_with_runs(out):
+        frame = table(out, dataset)
+        caveat = f"<p class='caveat'>{html.escape(CIFAR_JPEG_CAVEAT)}</p>" if dataset == "cifar10-jpeg" else ""
+        for profile, part in frame.groupby("profile", sort=False):
+            head = "".join(f"<th onclick='sortTable(this)'>{html.escape(c)}</th>" for c in DISPLAY)
+            body = []
+            for _, row in part.iterrows():
+                cells = [html.escape(_fmt(row[c])) for c in DISPLAY]
+                link = html.escape(f"reports/{_report_link(dataset, row['model'])}/report.html", quote=True)
+                cells[0] = f"<a href=\"{link}\">{cells[0]}</a>"
+                body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            sections.append(f"<h2>{html.escape(dataset)} <small>({html.escape(str(profile))} profile)</small></h2>{caveat}"
+                            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    return _PAGE.replace("{sections}", "\n".join(sections) or "<p>No runs yet.</p>")
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Robustness leaderboards</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+table{border-collapse:collapse;margin-bottom:2rem;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:right}
+th{background:#f3f3f3;cursor:pointer;user-select:none}
+td:first-child,th:first-child{text-align:left}
+.caveat{background:#fff4d6;padding:.5rem;border-left:4px solid #e0a800}
+</style></head><body>
+<h1>Robustness leaderboards</h1>
+<p>Robust accuracy: per-example worst case over every attack run at the dataset's L-inf eps, 95% interval in the
+ci columns. Stochastic models are judged by the mean softmax over <em>samples</em> draws and attacked with
+<em>eot</em> draws per step. Only standard-profile tables are comparable across models. Click a column to sort.</p>
+{sections}
+<script>
+function sortTable(th){const table=th.closest('table'),body=table.tBodies[0],i=[...th.parentNode.children].indexOf(th);
+const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
+const key=r=>{const t=r.children[i].innerText;const n=parseFloat(t);return isNaN(n)?t:n};
+[...body.rows].sort((a,b)=>{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(asc?1:-1)}).forEach(r=>body.appendChild(r));}
+</script></body></html>
+"""

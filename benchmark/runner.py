@@ -1,0 +1,230 @@
+"""One benchmark run: resolve, train (or reuse the cached checkpoint), evaluate, store, publish."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmark import __version__
+from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
+from benchmark.data import load_dataset
+from benchmark.errors import BenchmarkError
+from benchmark.evaluation import ZERO_GRAD_TOLERANCE, Evaluator, accuracy_rows
+from benchmark.metrics import reliability_table
+from benchmark.plugin import ModelPlugin, Task
+from benchmark.predictive import Predictor
+from benchmark.profiles import get_profile
+from benchmark.progress import console
+from benchmark.registry import create_model, plugin_source_hash
+from benchmark.store import METRIC_COLUMNS, RunStore, slug, write_json
+from benchmark.training import train
+
+
+@dataclass
+class RunRequest:
+    """Everything ``benchmark run`` accepts; the CLI maps its options onto this one-to-one."""
+
+    model: str
+    dataset: str = "mnist"
+    profile: str | None = None  # None: standard on a GPU, quick on the CPU
+    device: str = "auto"
+    data_dir: Path | None = None
+    seed: int = 0
+    out: Path = Path(".")
+    retrain: bool = False
+    checkpoint: Path | None = None
+    eps: float | None = None
+    n_test: int | None = None
+    n_train: int | None = None
+    epochs: int | None = None
+    download: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchmarkError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise BenchmarkError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run(request: RunRequest) -> dict:
+    """Execute a run and return its leaderboard row."""
+    if request.eps is not None and not 0.0 <= request.eps <= 1.0:
+        raise BenchmarkError(f"--eps must lie in [0, 1] (inputs are scaled to [0, 1]); got {request.eps}")
+    plugin = create_model(request.model)
+    device = resolve_device(request.device)
+    profile = get_profile(request.profile or ("standard" if device.type == "cuda" else "quick"),
+                          n_test=request.n_test, n_train=request.n_train, epochs=request.epochs)
+    dataset = load_dataset(request.dataset, request.data_dir, download=request.download)
+    if dataset.note:
+        console.print(f"[bold yellow]warning:[/] {dataset.note}")
+    if not plugin.supports(dataset.input_shape):
+        raise BenchmarkError(f"plugin {plugin.name!r} does not support input shape {dataset.input_shape} of {dataset.name}")
+    eps = dataset.eps_linf if request.eps is None else request.eps
+
+    x_train, y_train = dataset.x_train[: profile.n_train], dataset.y_train[: profile.n_train]
+    x_test, y_test = dataset.x_test[: profile.n_test], dataset.y_test[: profile.n_test]
+    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.name)
+    recipe = plugin.train_config(task)
+    if profile.epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=profile.epochs)
+
+    torch.manual_seed(request.seed)
+    network = plugin.build(task).to(device)
+    train_key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
+                         "dataset": dataset.name, "n_train": len(y_train), "recipe": dataclasses.asdict(recipe),
+                         "seed": request.seed})
+    train_seconds = _train_or_load(plugin, network, request, task, recipe, x_train, y_train, device, train_key)
+    network.eval()
+
+    config = {
+        "model": plugin.name, "dataset": dataset.name, "dataset_source": dataset.source, "profile": profile.name,
+        "predictive": plugin.predictive, "seed": request.seed, "eps": eps, "threat": "Linf",
+        "n_examples": len(y_test), "n_train": len(y_train), "train_key": train_key,
+        "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
+        "version": __version__, "device": describe_device(device),
+        "notes": [n for n in (dataset.note, getattr(plugin, "report_note", "")) if n],
+    }
+    evaluator = Evaluator(Predictor(network, plugin.predictive), x_test, y_test, profile, eps, device, request.seed)
+    config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
+                  attack_settings=evaluator.attack_settings())
+    run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
+    store = RunStore(Path(request.out) / "runs" / run_id)
+    store.write_config({**config, "run_id": run_id, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+
+    _evaluate(evaluator, store)
+    row = _summarize(store, network, train_seconds)
+    write_json(store.root / "summary.json", row)
+
+    from benchmark.leaderboard import publish  # rendering imports plotting libraries: only when needed
+
+    publish(Path(request.out), dataset.name, plugin.name)
+    return row
+
+
+def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task, recipe, x, y, device, key: str) -> float:
+    if request.checkpoint is not None:
+        load_checkpoint(network, request.checkpoint)
+        return 0.0
+    path = Path(request.out) / "checkpoints" / f"{slug(task.dataset)}-{slug(plugin.name)}-{key}.safetensors"
+    if path.exists() and not request.retrain:
+        load_checkpoint(network, path)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            seconds = float((handle.metadata() or {}).get("train_seconds", "nan"))
+        console.print(f"reusing checkpoint {path}")
+        return seconds
+    seconds = train(plugin, network, x, y, task, recipe, device, request.seed)
+    save_checkpoint(network, path, {"train_seconds": f"{seconds:.3f}", "plugin": plugin.name, "dataset": task.dataset})
+    read_state(path)  # refuse to go on with a checkpoint that would not load next time
+    return seconds
+
+
+def _evaluate(evaluator: Evaluator, store: RunStore) -> None:
+    clean_entropy = None
+    for condition in evaluator.plan():
+        if store.is_done(condition.id):
+            console.print(f"[dim]{condition.id}: done earlier, reusing[/]")
+        else:
+            start = time.perf_counter()
+            rows, arrays = evaluator.run(condition, clean_entropy)
+            rows.append({"condition": condition.name, "param": condition.param, "metric": "seconds",
+                         "value": time.perf_counter() - start})
+            store.save_condition(condition.id, rows, arrays)
+        if condition.name == "clean":
+            clean_entropy = store.load_arrays("clean")["entropy"]
+    _assemble_metrics(evaluator, store)
+
+
+def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
+    """metrics.csv = every condition's rows, the sigma = 0 point of the sweep, and the per-eps robust rows."""
+    plan = evaluator.plan()
+    frames = [store.load_rows(c.id) for c in plan]
+    clean = store.load_rows("clean")
+    sweep_zero = clean[clean.metric != "seconds"].assign(condition="noise", param=0.0)
+    frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc", "value": 0.5}])]))
+    clean_correct = store.load_arrays("clean")["correct"][0]
+    attacks = [c for c in plan if c.name in evaluator.attacks]
+    for eps in sorted({c.param for c in attacks}):
+        robust = clean_correct[None, :].copy()
+        for c in attacks:
+            if c.param == eps:
+                robust = robust & store.load_arrays(c.id)["correct"]
+        frames.append(pd.DataFrame(accuracy_rows("robust", eps, robust)))
+    metrics = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
+    store.write_table("metrics.csv", metrics)
+    store.write_table("reliability.csv", reliability_table(torch.as_tensor(store.load_arrays("clean")["probs"]),
+                                                           torch.as_tensor(evaluator.y)))
+
+
+def _metric(metrics: pd.DataFrame, condition: str, metric: str, param: float | None = None) -> float:
+    sel = metrics[(metrics.condition == condition) & (metrics.metric == metric)]
+    if param is not None:
+        sel = sel[np.isclose(sel.param.astype(float), param)]
+    if sel.empty:
+        raise BenchmarkError(f"run is missing metric {condition}/{metric}")
+    return float(sel.value.iloc[0])
+
+
+def flags_from(metrics: pd.DataFrame) -> list[str]:
+    """Gradient-masking diagnostics that this run's conditions can decide (DESIGN.md)."""
+    flags = []
+    if _metric(metrics, "diagnostics", "zero_grad_share") > ZERO_GRAD_TOLERANCE:
+        flags.append("zero-grad")
+    if _metric(metrics, "diagnostics", "nan_grad_share") > 0:
+        flags.append("nan-grad")
+    if _metric(metrics, "diagnostics", "probability_output_share") > 0.5:
+        flags.append("probability-output")
+    return flags
+
+
+def _summarize(store: RunStore, network, train_seconds: float) -> dict:
+    """The leaderboard row, in the schema's column order (DESIGN.md), then the extra columns."""
+    config, metrics = store.config(), store.metrics()
+    eps = config["eps"]
+    attack_names = [a for a in config["attack_settings"] if not metrics[metrics.condition == a].empty]
+    sigmas = metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy") & (metrics.param.astype(float) > 0)]
+    return {
+        "model": config["model"], "dataset": config["dataset"], "profile": config["profile"],
+        "threat": config["threat"], "eps": eps, "n_examples": config["n_examples"],
+        "predictive": config["predictive"], "samples": config["samples"], "eot": config["eot"],
+        "clean_acc": _metric(metrics, "clean", "accuracy"),
+        "robust_acc": _metric(metrics, "robust", "accuracy", eps),
+        "attacks": "+".join(attack_names),
+        "noise_acc_mean": float(sigmas.value.mean()),
+        "ece": _metric(metrics, "clean", "ece"), "nll": _metric(metrics, "clean", "nll"),
+        "brier": _metric(metrics, "clean", "brier"),
+        "flags": ";".join(flags_from(metrics)),
+        "params": int(sum(p.numel() for p in network.parameters())),
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(float(metrics[metrics.metric == "seconds"].value.sum()), 1),
+        "device": config["device"], "version": config["version"], "date": config["date"],
+        "robust_acc_ci_low": _metric(metrics, "robust", "accuracy_ci_low", eps),
+        "robust_acc_ci_high": _metric(metrics, "robust", "accuracy_ci_high", eps),
+        "robust_acc_worst": _metric(metrics, "robust", "accuracy_worst", eps),
+        "reevals": config["reevals"], "run_id": config["run_id"],
+    }

@@ -1,0 +1,116 @@
+"""The run store: one directory per run, written so that an interrupted run resumes where it stopped.
+
+Layout of ``runs/<run-id>/``:
+- ``config.json``: everything that defines the run (model, dataset, profile, seeds, S/K/R, attack settings)
+- ``conditions/<id>.csv`` and ``conditions/<id>.npz``: the metrics rows and per-example arrays of each
+  finished evaluation condition; a condition counts as done only when both exist (the .csv is written last)
+- ``metrics.csv``: long format ``condition, param, metric, value``, the union of the finished conditions
+- ``reliability.csv``: the clean-data reliability table
+- ``summary.json``: the leaderboard row of this run
+
+Every file is written to a temporary name and renamed, so a kill never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+
+METRIC_COLUMNS = ["condition", "param", "metric", "value"]
+
+
+def slug(name: str) -> str:
+    """A file-system-safe form of a (possibly user-supplied) name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchmarkError(f"cannot read {path}: {exc}") from exc
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.conditions = self.root / "conditions"
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    def write_config(self, config: dict) -> None:
+        existing = self.root / "config.json"
+        if existing.exists():
+            old = read_json(existing)
+            if {k: v for k, v in old.items() if k != "date"} != {k: v for k, v in config.items() if k != "date"}:
+                raise BenchmarkError(f"{self.root} holds a run with a different config; use another --out")
+            return
+        write_json(existing, config)
+
+    def config(self) -> dict:
+        return read_json(self.root / "config.json")
+
+    def is_done(self, condition_id: str) -> bool:
+        return (self.conditions / f"{condition_id}.csv").exists() and (self.conditions / f"{condition_id}.npz").exists()
+
+    def save_condition(self, condition_id: str, rows: list[dict], arrays: dict[str, np.ndarray]) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(self.conditions / f"{condition_id}.npz", buffer.getvalue())
+        atomic_write_text(self.conditions / f"{condition_id}.csv", pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(index=False))
+
+    def load_arrays(self, condition_id: str) -> dict[str, np.ndarray]:
+        with np.load(self.conditions / f"{condition_id}.npz", allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def load_rows(self, condition_id: str) -> pd.DataFrame:
+        return pd.read_csv(self.conditions / f"{condition_id}.csv")
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.root / name, frame.to_csv(index=False))
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.root / "metrics.csv")
+
+
+def list_runs(out_dir: Path) -> list[RunStore]:
+    """Finished runs (those with a summary) under ``out_dir/runs``."""
+    runs_dir = Path(out_dir) / "runs"
+    if not runs_dir.is_dir():
+        return []
+    return [RunStore(p) for p in sorted(runs_dir.iterdir()) if (p / "summary.json").exists()]

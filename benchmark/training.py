@@ -1,0 +1,60 @@
+"""The shared training loop: every plugin trains here with its own loss and recipe."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from benchmark.data import to_float
+from benchmark.errors import BenchmarkError
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.progress import progress_bar
+
+
+def make_optimizer(network: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(network.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=True)
+    return torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay) \
+        if config.weight_decay else torch.optim.Adam(network.parameters(), lr=config.lr)
+
+
+def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
+          config: TrainConfig, device: torch.device, seed: int) -> float:
+    """Train ``network`` in place on (x, y) (x uint8 or float in [0, 1], on any device); returns seconds."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    optimizer = make_optimizer(network, config)
+    n = x.shape[0]
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    schedule = (lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) if config.lr_schedule == "cosine" else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    network.train()
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        job = bar.add_task(f"train {plugin.name}", total=total_steps)
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=generator)
+            running, seen = 0.0, 0
+            for i in range(steps_per_epoch):
+                idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+                xb = to_float(x[idx].to(device, non_blocking=True))
+                yb = y[idx].to(device, non_blocking=True)
+                if config.noise_sigma > 0:
+                    xb = (xb + config.noise_sigma * torch.randn_like(xb)).clamp(0, 1)
+                loss = plugin.loss(network, network(xb), yb, task)
+                if not torch.isfinite(loss):
+                    raise BenchmarkError(f"training {plugin.name} diverged: loss {loss.item()} at epoch {epoch + 1}, step {i + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                running += loss.item() * len(idx)
+                seen += len(idx)
+                bar.update(job, advance=1, description=f"train {plugin.name} epoch {epoch + 1}/{config.epochs} loss {running / seen:.4f}")
+    network.eval()
+    return time.perf_counter() - start

@@ -1,0 +1,95 @@
+"""Check a plugin against the contract in ``benchmark.plugin`` before it reaches a leaderboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchmark.plugin import ModelPlugin, Task
+
+CHECK_SHAPES = ((1, 28, 28), (3, 32, 32))
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def _expected_shape(kind: str, batch: int, classes: int) -> str:
+    return {"ensemble": f"[M, {batch}, {classes}]", "moments": f"(mean [{batch}, {classes}], var [{batch}, {classes}])"}.get(
+        kind, f"[{batch}, {classes}]")
+
+
+def _output_ok(kind: str, out, batch: int, classes: int) -> bool:
+    if kind == "moments":
+        return (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)
+                and all(tuple(t.shape) == (batch, classes) for t in out) and bool((out[1] >= 0).all()))
+    if not isinstance(out, torch.Tensor):
+        return False
+    if kind == "ensemble":
+        return out.dim() == 3 and tuple(out.shape[1:]) == (batch, classes)
+    return tuple(out.shape) == (batch, classes)
+
+
+def _first(out) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10) -> list[Check]:
+    """Build, run and differentiate the plugin's network on random inputs of each supported shape."""
+    checks: list[Check] = []
+    shapes = [s for s in CHECK_SHAPES if plugin.supports(s)] or list(plugin.input_shapes or ())[:1]
+    if not shapes:
+        return [Check("supported input shapes", False, "input_shapes is empty")]
+    for shape in shapes:
+        label = "x".join(map(str, shape))
+        task = Task("validation", shape, classes, n_train=batch, profile="quick")
+        try:
+            network = plugin.build(task)
+        except Exception as exc:
+            checks.append(Check(f"build({label})", False, f"{type(exc).__name__}: {exc}"))
+            continue
+        if not isinstance(network, torch.nn.Module):
+            checks.append(Check(f"build({label})", False, f"returned {type(network).__name__}, not an nn.Module"))
+            continue
+        checks.append(Check(f"build({label})", True))
+        network.eval()
+        x = torch.rand(batch, *shape, requires_grad=True)
+        grad_mode = torch.is_grad_enabled()
+        try:
+            out = network(x)
+        except Exception as exc:
+            checks.append(Check(f"forward({label})", False, f"{type(exc).__name__}: {exc}"))
+            continue
+        checks.append(Check(f"forward({label}) output", _output_ok(plugin.predictive, out, batch, classes),
+                            f"expected {_expected_shape(plugin.predictive, batch, classes)} for predictive={plugin.predictive}"))
+        if not _output_ok(plugin.predictive, out, batch, classes):
+            continue
+        checks.append(Check(f"forward({label}) keeps grad mode", torch.is_grad_enabled() == grad_mode,
+                            "forward must not change torch's grad mode"))
+        checks.append(Check(f"forward({label}) calls no backward", all(p.grad is None for p in network.parameters()),
+                            "parameters received gradients during forward"))
+        checks.append(Check(f"forward({label}) finite", bool(torch.isfinite(_first(out)).all()), "NaN or inf in the output"))
+        grad = torch.autograd.grad(_first(out).sum(), x, allow_unused=True)[0]
+        checks.append(Check(f"input gradient({label})", grad is not None and bool(torch.isfinite(grad).all()),
+                            "attacks need a finite gradient with respect to the input"))
+        with torch.no_grad():
+            again = _first(network(x))
+        same = torch.equal(_first(out).detach(), again)
+        if plugin.predictive == "stochastic":
+            checks.append(Check(f"randomness in eval mode({label})", not same,
+                                "a stochastic plugin must draw fresh randomness on every call, also in eval mode"))
+        elif plugin.predictive in ("deterministic", "moments"):
+            checks.append(Check(f"repeatable output({label})", same,
+                                f"predictive={plugin.predictive} but two identical forward passes differ: declare it stochastic"))
+        network.train()
+        try:
+            loss = plugin.loss(network, network(x.detach()), torch.randint(0, classes, (batch,)), task)
+            ok = isinstance(loss, torch.Tensor) and loss.dim() == 0 and bool(torch.isfinite(loss)) and loss.requires_grad
+            checks.append(Check(f"loss({label})", ok, "loss must be a finite scalar tensor with gradients"))
+        except Exception as exc:
+            checks.append(Check(f"loss({label})", False, f"{type(exc).__name__}: {exc}"))
+    return checks

@@ -1,0 +1,30 @@
+"""MC dropout: Gal & Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
+
+Dropout stays on at test time and the predictive distribution is the mean softmax over passes.
+The dropout rates follow Ovadia et al. 2019 ("Can you trust your model's uncertainty?"): 0.30 for the
+LeNet-like net on 28x28 inputs, 0.055 for the CIFAR net. The dropout layers ignore eval mode, so no
+attack library can switch the randomness off by calling ``model.eval()``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
+from models.baseline import cnn_recipe, make_cnn
+
+
+@register_model("mc-dropout")
+class MCDropoutPlugin(ModelPlugin):
+    predictive = "stochastic"
+    summary = "MC dropout (always-on dropout, mean softmax over S passes)"
+
+    def dropout_rate(self, task: Task) -> float:
+        return 0.30 if task.is_small_grayscale else 0.055
+
+    def build(self, task: Task) -> nn.Module:
+        return make_cnn(task, dropout=self.dropout_rate(task), always_on=True)
+
+    def train_config(self, task: Task) -> TrainConfig:
+        return cnn_recipe(task)
