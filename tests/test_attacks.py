@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.attacks import FGSM, PGD, AutoAttack
+from benchmark.predictive import Predictor
+from models.baseline import MCDropout
+
+
+def accuracy(predictor, x, y, draws=1):
+    return (predictor.probs(x, draws).argmax(1) == y).float().mean().item()
+
+
+@pytest.mark.parametrize("attack", [FGSM(), PGD(steps=10), PGD(steps=10, restarts=2)])
+def test_attacks_lower_accuracy_and_respect_the_threat_model(trained_mlp, mnist_sample, attack):
+    _, _, x, y = mnist_sample
+    predictor = Predictor(trained_mlp, "deterministic")
+    eps = 0.1
+    x_adv = attack(predictor, x, y, eps, draws=1)
+    clean, robust = accuracy(predictor, x, y), accuracy(predictor, x_adv, y)
+    assert clean > 0.85
+    assert robust < clean - 0.2
+    assert (x_adv - x).abs().max() <= eps + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm(trained_mlp, mnist_sample):
+    _, _, x, y = mnist_sample
+    predictor = Predictor(trained_mlp, "deterministic")
+    assert accuracy(predictor, PGD(steps=20)(predictor, x, y, 0.1, 1), y) <= accuracy(predictor, FGSM()(predictor, x, y, 0.1, 1), y)
+
+
+def test_pgd_keeps_a_found_adversarial_point(trained_mlp, mnist_sample):
+    """Points misclassified at any step stay misclassified in the returned batch (best-point tracking)."""
+    _, _, x, y = mnist_sample
+    predictor = Predictor(trained_mlp, "deterministic")
+    one_step = PGD(steps=1, step_size=1.0, random_start=False)(predictor, x, y, 0.15, 1)
+    many = PGD(steps=30, step_size=1.0, random_start=False)(predictor, x, y, 0.15, 1)
+    broken_early = predictor.probs(one_step).argmax(1) != y
+    assert (predictor.probs(many).argmax(1) != y)[broken_early].all()
+
+
+def test_autoattack_standard_is_at_least_as_strong_as_pgd(trained_mlp, mnist_sample):
+    _, _, x, y = mnist_sample
+    x, y = x[:40], y[:40]
+    predictor = Predictor(trained_mlp, "deterministic")
+    x_adv = AutoAttack(seed=0)(predictor, x, y, 0.1, 1)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert accuracy(predictor, x_adv, y) <= accuracy(predictor, PGD(steps=20)(predictor, x, y, 0.1, 1), y) + 1e-9
+
+
+class FixedDraws(nn.Module):
+    """A 'stochastic' net that cycles through known logits, to check the EOT loss by hand."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits  # [D, C]
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.logits.repeat_interleave(x.shape[0] // self.logits.shape[0], dim=0)
+        self.calls += 1
+        return out + 0 * x.flatten(1)[:, :1]
+
+
+def test_eot_loss_is_the_log_of_averaged_probabilities():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [-1.0, 3.0, 0.0], [0.0, 0.0, 0.0]])
+    predictor = Predictor(FixedDraws(logits), "stochastic")
+    x = torch.zeros(1, 1, 2, 2)
+    loss = predictor.loss(x, torch.tensor([0]), draws=3)
+    mean_prob = torch.softmax(logits, dim=1).mean(0)
+    assert loss.item() == pytest.approx(-math.log(mean_prob[0].item()), rel=1e-6)
+    # not the mean of the per-draw losses, and not a softmax of averaged logits
+    assert loss.item() != pytest.approx(-torch.log_softmax(logits, 1)[:, 0].mean().item(), rel=1e-3)
+    assert loss.item() != pytest.approx(-torch.log_softmax(logits.mean(0), 0)[0].item(), rel=1e-3)
+
+
+def test_stochastic_draws_are_batched_and_chunked():
+    net = FixedDraws(torch.zeros(1, 4))
+    predictor = Predictor(net, "stochastic", max_batch=10)
+    out = predictor.draw_log_probs(torch.zeros(5, 1, 2, 2), draws=7)
+    assert out.shape == (7, 5, 4)
+    assert net.calls == 4  # 2 draws of 5 inputs per call
+
+
+def test_attacks_never_switch_the_models_randomness_off(mnist_sample):
+    """MC dropout stays random in eval mode, and no attack calls train() or eval() on the model."""
+    _, _, x, y = mnist_sample
+    x, y = x[:20], y[:20]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), MCDropout(0.5), nn.Linear(64, 10)).eval()
+    mode_calls = []
+    for module in net.modules():
+        module.train = lambda mode=True, _m=module: mode_calls.append(mode) or _m
+    predictor = Predictor(net, "stochastic")
+    for attack in (FGSM(), PGD(steps=3), AutoAttack(seed=0)):
+        attack(predictor, x, y, 0.1, draws=4)
+    assert mode_calls == []
+    with torch.no_grad():
+        assert not torch.equal(net(x), net(x))

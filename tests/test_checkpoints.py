@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
+from benchmark.errors import BenchmarkError
+
+
+class Exploit:
+    """Unpickling this object would create a file: proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": Exploit(marker)}, path)
+    with pytest.raises(BenchmarkError, match="refusing checkpoint"):
+        read_state(path)
+    assert not marker.exists()
+
+
+def test_safetensors_round_trip_and_foreign_checkpoint(tmp_path):
+    net = nn.Linear(3, 2)
+    path = tmp_path / "net.safetensors"
+    save_checkpoint(net, path, {"plugin": "x"})
+    other = nn.Linear(3, 2)
+    load_checkpoint(other, path)
+    assert torch.equal(other.weight, net.weight)
+    with pytest.raises(BenchmarkError, match="does not fit"):
+        load_checkpoint(nn.Linear(4, 2), path)
+
+
+def test_corrupt_safetensors_is_refused(tmp_path):
+    path = tmp_path / "net.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
+    with pytest.raises(BenchmarkError, match="not a valid safetensors"):
+        read_state(path)
+
+
+def test_plain_tensor_pt_files_are_accepted(tmp_path):
+    net = nn.Linear(3, 2)
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    other = nn.Linear(3, 2)
+    load_checkpoint(other, tmp_path / "net.pt")
+    assert torch.equal(other.bias, net.bias)

@@ -1,0 +1,98 @@
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from benchmark.plugin import ModelPlugin
+from benchmark.registry import create_model, get_plugin_class, list_models, register_model
+from benchmark.validate import validate_plugin
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+def test_bundled_plugins_are_registered_with_their_kinds():
+    names = list_models()
+    assert {"baseline", "endp", "mc-dropout"} <= set(names)
+    assert get_plugin_class("baseline").predictive == "deterministic"
+    assert get_plugin_class("endp").predictive == "moments"
+    assert get_plugin_class("mc-dropout").predictive == "stochastic"
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(BenchmarkError, match="did you mean.*mc-dropout"):
+        get_plugin_class("mc-dropuot")
+
+
+def test_decorator_rejects_non_plugins_and_bad_kinds():
+    with pytest.raises(BenchmarkError):
+        register_model("not-a-plugin")(object)
+
+    class Weird(ModelPlugin):
+        predictive = "psychic"
+
+    with pytest.raises(BenchmarkError, match="predictive"):
+        register_model("weird")(Weird)
+
+
+def test_two_different_classes_cannot_share_a_name():
+    class First(ModelPlugin):
+        def build(self, task):
+            return nn.Identity()
+
+    class Second(ModelPlugin):
+        def build(self, task):
+            return nn.Identity()
+
+    register_model("dup-test")(First)
+    with pytest.raises(BenchmarkError, match="two plugins"):
+        register_model("dup-test")(Second)
+
+
+def test_plugin_file_path_creates_the_named_plugin():
+    plugin = create_model(f"{PLUGINS / 'good_plugin.py'}:tiny-linear")
+    assert plugin.name == "tiny-linear"
+    assert "tiny-linear" in list_models()
+
+
+def test_plugin_file_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(BenchmarkError, match="not found"):
+        create_model(f"{tmp_path / 'missing.py'}:x")
+    with pytest.raises(BenchmarkError, match="registers .*not 'nope'"):
+        create_model(f"{PLUGINS / 'good_plugin.py'}:nope")
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ValueError('boom')\n")
+    with pytest.raises(BenchmarkError, match="failed to import: ValueError: boom"):
+        create_model(f"{broken}:x")
+
+
+def test_validation_passes_the_bundled_plugins():
+    for name in ("baseline", "mc-dropout", "endp"):
+        failures = [c for c in validate_plugin(create_model(name)) if not c.ok]
+        assert failures == [], (name, failures)
+
+
+def test_validation_names_the_broken_part():
+    bad = {c.name: c for c in validate_plugin(create_model(f"{PLUGINS / 'bad_plugin.py'}:bad-shape"))}
+    assert not bad["forward(1x28x28) output"].ok
+    random = {c.name: c for c in validate_plugin(create_model(f"{PLUGINS / 'bad_plugin.py'}:secretly-random"))}
+    assert not random["repeatable output(1x28x28)"].ok
+    assert random["forward(1x28x28) output"].ok
+
+
+def test_entry_point_plugins_are_loaded(monkeypatch):
+    import benchmark.registry as registry
+
+    class FakeEntryPoint:
+        name, value = "ep-plugin", "somewhere:Plugin"
+
+        def load(self):
+            class FromEntryPoint(ModelPlugin):
+                def build(self, task):
+                    return nn.Identity()
+
+            return register_model("from-entry-point")(FromEntryPoint)
+
+    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint()] if group == "benchmark.models" else [])
+    assert "from-entry-point" in registry.list_models()
