@@ -1,0 +1,101 @@
+"""Calibration, uncertainty and robust-accuracy metrics shared by the evaluator, leaderboard and report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import binary_auroc, multiclass_calibration_error
+
+N_BINS = 15
+
+# torchmetrics bins with bucketize(right=True), which counts a confidence of exactly 1.0 in a hidden
+# (n_bins + 1)-th bin (Lightning-AI/torchmetrics#3510); saturated float32 softmaxes hit it all the time.
+# Moving 1.0 down one float32 ulp puts it in the last bin, as in Guo et al. (2017), and moves the ECE by < 1e-7.
+_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+
+def predictive_entropy(probs: Tensor) -> Tensor:
+    """Entropy (nats) of each row; xlogy makes 0 * log 0 = 0 so one-hot rows give 0, not NaN."""
+    return -torch.special.xlogy(probs, probs).sum(dim=-1)
+
+
+def _top_label(probs: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Float32 top-label confidence (capped below 1.0) and correctness, exactly as the ECE sees them."""
+    confidence, prediction = probs.float().clamp(max=_BELOW_ONE).max(dim=1)
+    return confidence, prediction.eq(y)
+
+
+def classification_metrics(probs: Tensor, y: Tensor) -> dict[str, float]:
+    """Accuracy, ECE, NLL, Brier and mean entropy of predictive probabilities [N, C] against labels [N]."""
+    n_classes = probs.shape[1]
+    p_true = probs.gather(1, y.long().unsqueeze(1)).squeeze(1)
+    one_hot = torch.nn.functional.one_hot(y.long(), n_classes).to(probs.dtype)
+    ece = multiclass_calibration_error(
+        probs.float().clamp(max=_BELOW_ONE), y, num_classes=n_classes, n_bins=N_BINS, norm="l1"
+    )
+    return {
+        "accuracy": probs.argmax(dim=1).eq(y).double().mean().item(),
+        "ece": ece.item(),
+        "nll": -p_true.clamp(min=1e-12).log().mean().item(),
+        "brier": (probs - one_hot).pow(2).sum(dim=1).mean().item(),
+        "entropy": predictive_entropy(probs).mean().item(),
+    }
+
+
+def auroc(scores_negative: Tensor, scores_positive: Tensor) -> float:
+    """AUROC of a score for separating positives (e.g. noisy inputs) from negatives; 0.5 when undefined.
+
+    The scores go in as dense ranks in [0, 1]: torchmetrics squashes anything outside [0, 1] with a
+    sigmoid, which would turn large scores (variances, logits) into ties.
+    """
+    if scores_negative.numel() == 0 or scores_positive.numel() == 0:
+        return 0.5
+    scores = torch.cat([scores_negative.flatten(), scores_positive.flatten()]).double()
+    unique, ranks = torch.unique(scores, sorted=True, return_inverse=True)
+    preds = ranks.double() / max(unique.numel() - 1, 1)
+    target = torch.cat([torch.zeros(scores_negative.numel()), torch.ones(scores_positive.numel())]).long()
+    return binary_auroc(preds, target).item()
+
+
+def reliability_table(probs: Tensor, y: Tensor, n_bins: int = N_BINS) -> pd.DataFrame:
+    """Per-bin mean confidence, accuracy and count, binned exactly as the ECE so the diagram and the ECE agree."""
+    confidence, correct = _top_label(probs, y)
+    boundaries = torch.linspace(0, 1, n_bins + 1, dtype=confidence.dtype)
+    index = (torch.bucketize(confidence, boundaries, right=True) - 1).clamp(0, n_bins - 1)
+    frame = pd.DataFrame(
+        {"bin": index.numpy(), "confidence": confidence.double().numpy(), "accuracy": correct.double().numpy()}
+    )
+    per_bin = frame.groupby("bin").agg(
+        confidence=("confidence", "mean"), accuracy=("accuracy", "mean"), count=("bin", "size")
+    )
+    per_bin = per_bin.reindex(range(n_bins))
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return pd.DataFrame(
+        {
+            "bin_lower": edges[:-1],
+            "bin_upper": edges[1:],
+            "confidence": per_bin["confidence"].to_numpy(),
+            "accuracy": per_bin["accuracy"].to_numpy(),
+            "count": per_bin["count"].fillna(0).astype(int).to_numpy(),
+        }
+    )
+
+
+def mean_interval(per_run_accuracy: Sequence[float], n_examples: int) -> tuple[float, float, float]:
+    """Mean and 95% interval of a robust accuracy re-evaluated R times with fresh randomness.
+
+    The variance adds the binomial sampling error of n examples to the run-to-run spread of the
+    stochastic model (zero for a single run), so one lucky re-evaluation cannot look precise.
+    """
+    runs = np.asarray(per_run_accuracy, dtype=float)
+    if runs.size == 0 or n_examples < 1:
+        raise ValueError("mean_interval needs at least one run and one example")
+    mean = float(runs.mean())
+    spread = float(runs.var(ddof=1)) if runs.size > 1 else 0.0
+    half = 1.96 * math.sqrt(mean * (1.0 - mean) / n_examples + spread / runs.size)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
