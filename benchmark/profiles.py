@@ -34,7 +34,7 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", n_test=1000, n_train=None, samples=8, eot=8, reevals=3,
+    "quick": Profile("quick", n_test=500, n_train=None, samples=8, eot=4, reevals=3,
                      pgd_steps=20, pgd_restarts=1, eps_fractions=(1 / 3, 2 / 3, 1.0), autoattack=False),
     "standard": Profile("standard", n_test=None, n_train=None, samples=32, eot=20, reevals=5,
                         pgd_steps=100, pgd_restarts=2, eps_fractions=(0.25, 0.5, 0.75, 1.0), autoattack=True),

@@ -76,8 +76,8 @@ class RunStore:
     def write_config(self, config: dict) -> None:
         existing = self.root / "config.json"
         if existing.exists():
-            old = read_json(existing)
-            if {k: v for k, v in old.items() if k != "date"} != {k: v for k, v in config.items() if k != "date"}:
+            old, new = read_json(existing), json.loads(json.dumps(config, default=str))
+            if {k: v for k, v in old.items() if k != "date"} != {k: v for k, v in new.items() if k != "date"}:
                 raise BenchmarkError(f"{self.root} holds a run with a different config; use another --out")
             return
         write_json(existing, config)

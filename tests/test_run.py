@@ -1,0 +1,145 @@
+"""End-to-end runs on a tiny slice of the built-in MNIST sample: schema, resume, caching, CLI errors."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import benchmark.evaluation as evaluation
+from benchmark.cli import app
+from benchmark.leaderboard import EXTRA, SCHEMA
+from benchmark.runner import RunRequest, run
+
+TINY = dict(dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu", profile="quick")
+
+
+def metrics_of(out):
+    (run_dir,) = (out / "runs").iterdir()
+    return pd.read_csv(run_dir / "metrics.csv").sort_values(["condition", "param", "metric"]).reset_index(drop=True)
+
+
+def test_mc_dropout_run_writes_every_output(tmp_path):
+    row = run(RunRequest(model="mc-dropout", out=tmp_path, **TINY))
+    board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv", keep_default_na=False)
+    assert list(board.columns) == SCHEMA + EXTRA
+    assert len(board) == 1
+    for column in SCHEMA:
+        if column != "flags":  # empty means no diagnostic fired
+            assert board[column].iloc[0] != "", column
+    assert (row["samples"], row["eot"], row["reevals"]) == (8, 4, 3)
+    assert row["predictive"] == "stochastic"
+    assert row["robust_acc_ci_low"] <= row["robust_acc"] <= row["robust_acc_ci_high"]
+    assert row["robust_acc_worst"] <= row["robust_acc"] <= row["clean_acc"]
+    metrics = metrics_of(tmp_path)
+    assert {"clean", "noise", "fgsm", "pgd", "robust", "diagnostics"} <= set(metrics.condition)
+    assert sorted(metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")].param) == [0, 0.05, 0.1, 0.2, 0.3, 0.5]
+    report = tmp_path / "leaderboards" / "reports" / "mnist-5k" / "mc-dropout"
+    for name in ("report.md", "report.html", "reliability.png", "noise.png", "eps.png"):
+        assert (report / name).stat().st_size > 0
+    assert "mc-dropout" in (tmp_path / "leaderboards" / "index.html").read_text()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    import numpy as np
+
+    correct = np.load(run_dir / "conditions" / "pgd-0.3.npz")["correct"]
+    assert correct.shape == (3, 40)  # R re-evaluations of every example
+
+
+def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
+    run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    import numpy as np
+
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    load = lambda c: np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+    expected = (load("clean") & load("fgsm-0.3") & load("pgd-0.3")).mean()
+    metrics = metrics_of(tmp_path)
+    robust = metrics[(metrics.condition == "robust") & (metrics.param == 0.3) & (metrics.metric == "accuracy")].value.item()
+    assert robust == pytest.approx(expected)
+
+
+def test_interrupted_run_resumes_with_identical_results(tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    run(RunRequest(model="mc-dropout", out=reference, **TINY))
+
+    interrupted = tmp_path / "interrupted"
+    original = evaluation.Evaluator.run
+    calls = {"n": 0}
+
+    def dies_on_the_fifth_condition(self, condition, clean_entropy=None):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, condition, clean_entropy)
+
+    monkeypatch.setattr(evaluation.Evaluator, "run", dies_on_the_fifth_condition)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(model="mc-dropout", out=interrupted, **TINY))
+    assert not (interrupted / "leaderboards" / "mnist-5k.csv").exists()
+
+    monkeypatch.setattr(evaluation.Evaluator, "run", original)
+    done_before = {p.name for p in (next((interrupted / "runs").iterdir()) / "conditions").glob("*.csv")}
+    assert len(done_before) == 4
+    recomputed = []
+    monkeypatch.setattr(evaluation.Evaluator, "run", lambda self, c, e=None: recomputed.append(c.id) or original(self, c, e))
+    run(RunRequest(model="mc-dropout", out=interrupted, **TINY))
+    assert not set(recomputed) & {name[:-4] for name in done_before}
+
+    a, b = metrics_of(reference), metrics_of(interrupted)
+    a, b = a[a.metric != "seconds"], b[b.metric != "seconds"]
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_second_run_reuses_the_checkpoint(tmp_path, capsys):
+    run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    checkpoints = list((tmp_path / "checkpoints").glob("*.safetensors"))
+    assert len(checkpoints) == 1
+    before = checkpoints[0].stat().st_mtime_ns
+    run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "n_test": 20}))
+    assert checkpoints[0].stat().st_mtime_ns == before
+    assert "reusing checkpoint" in capsys.readouterr().err
+
+
+def test_a_pickled_cached_checkpoint_is_refused(tmp_path):
+    import torch
+
+    run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.safetensors")
+    torch.save({"x": torch.zeros(1)}, checkpoint)  # a pickle where a safetensors file should be
+    from benchmark.errors import BenchmarkError
+
+    with pytest.raises(BenchmarkError, match="not a valid safetensors"):
+        run(RunRequest(model="baseline", out=tmp_path, **TINY))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--model", "mc-dropuot"], "did you mean mc-dropout"),
+    (["run", "--model", "baseline", "--dataset", "mnsit"], "mnist"),
+    (["run", "--model", "baseline", "--eps", "1.5"], "--eps must lie in [0, 1]"),
+    (["run", "--model", "baseline", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+    (["run", "--model", "baseline", "--profile", "huge"], "unknown profile"),
+    (["report", "--model", "baseline", "--dataset", "mnist"], "no finished run"),
+])
+def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-c", "from benchmark.cli import main; main()", *args, "--out", str(tmp_path)]
+                            if args[0] != "report" else
+                            [sys.executable, "-c", "from benchmark.cli import main; main()", *args, "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3  # one message, possibly wrapped
+
+
+def test_cli_run_and_leaderboard_rebuild(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--model", "baseline", "--dataset", "mnist-5k", "--n-train", "300", "--n-test", "20",
+                                 "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "robust accuracy at eps=0.3" in result.output
+    (tmp_path / "leaderboards" / "mnist-5k.csv").unlink()
+    result = runner.invoke(app, ["leaderboard", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "leaderboards" / "mnist-5k.csv").exists()
+    listing = runner.invoke(app, ["list"])
+    assert "endp" in listing.output and "moments" in listing.output
