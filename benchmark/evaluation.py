@@ -59,15 +59,15 @@ class Evaluator:
 
     @property
     def eps_sweep(self) -> list[float]:
-        return sorted({round(f * self.eps, 6) for f in self.profile.eps_fractions} | {round(self.eps, 6)})
+        return sorted({f * self.eps for f in self.profile.eps_fractions} | {self.eps})
 
     def plan(self) -> list[Condition]:
         conditions = [Condition("clean"), Condition("diagnostics")]
         conditions += [Condition("noise", s) for s in self.profile.noise_sigmas if s > 0]
-        conditions.append(Condition("fgsm", round(self.eps, 6)))
+        conditions.append(Condition("fgsm", self.eps))
         conditions += [Condition("pgd", e) for e in self.eps_sweep]
         if "autoattack" in self.attacks:
-            conditions.append(Condition("autoattack", round(self.eps, 6)))
+            conditions.append(Condition("autoattack", self.eps))
         return conditions
 
     def attack_settings(self) -> dict:
