@@ -27,6 +27,7 @@ from benchmark.progress import console
 from benchmark.registry import create_model, plugin_source_hash
 from benchmark.store import METRIC_COLUMNS, RunStore, slug, write_json
 from benchmark.training import train
+from benchmark.validate import validate_plugin
 
 
 @dataclass
@@ -83,6 +84,10 @@ def run(request: RunRequest) -> dict:
         console.print(f"[bold yellow]warning:[/] {dataset.note}")
     if not plugin.supports(dataset.input_shape):
         raise BenchmarkError(f"plugin {plugin.name!r} does not support input shape {dataset.input_shape} of {dataset.name}")
+    broken = [c for c in validate_plugin(plugin, classes=dataset.num_classes, shapes=(dataset.input_shape,)) if not c.ok]
+    if broken:
+        raise BenchmarkError(f"plugin {plugin.name!r} breaks the contract: {broken[0].name}: {broken[0].detail} "
+                             f"(see `benchmark validate-plugin`)")
     eps = dataset.eps_linf if request.eps is None else request.eps
 
     x_train, y_train = dataset.x_train[: profile.n_train], dataset.y_train[: profile.n_train]

@@ -38,10 +38,11 @@ def _first(out) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10) -> list[Check]:
+def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
+                    shapes: tuple[tuple[int, int, int], ...] | None = None) -> list[Check]:
     """Build, run and differentiate the plugin's network on random inputs of each supported shape."""
     checks: list[Check] = []
-    shapes = [s for s in CHECK_SHAPES if plugin.supports(s)] or list(plugin.input_shapes or ())[:1]
+    shapes = shapes or [s for s in CHECK_SHAPES if plugin.supports(s)] or list(plugin.input_shapes or ())[:1]
     if not shapes:
         return [Check("supported input shapes", False, "input_shapes is empty")]
     for shape in shapes:

@@ -143,3 +143,14 @@ def test_cli_run_and_leaderboard_rebuild(tmp_path):
     assert (tmp_path / "leaderboards" / "mnist-5k.csv").exists()
     listing = runner.invoke(app, ["list"])
     assert "endp" in listing.output and "moments" in listing.output
+
+
+def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path):
+    from pathlib import Path
+
+    from benchmark.errors import BenchmarkError
+
+    bad = Path(__file__).parent / "plugins" / "bad_plugin.py"
+    with pytest.raises(BenchmarkError, match="breaks the contract: forward\\(1x28x28\\) output"):
+        run(RunRequest(model=f"{bad}:bad-shape", out=tmp_path, **TINY))
+    assert not (tmp_path / "checkpoints").exists()
