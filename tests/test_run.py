@@ -154,3 +154,12 @@ def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path
     with pytest.raises(BenchmarkError, match="breaks the contract: forward\\(1x28x28\\) output"):
         run(RunRequest(model=f"{bad}:bad-shape", out=tmp_path, **TINY))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
+    row = run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "profile": "standard", "n_test": 8}))
+    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "autoattack"}
+    assert row["profile"] == "standard"
+    metrics = metrics_of(tmp_path)
+    autoattack = metrics[(metrics.condition == "autoattack") & (metrics.metric == "accuracy")].value.item()
+    assert row["robust_acc"] <= autoattack
