@@ -2,31 +2,30 @@
 
 Each condition is computed independently from the trained network and a seed derived from the run seed
 and the condition's id, so a resumed run recomputes exactly what an uninterrupted one would have.
-Stochastic models are judged by their deployed rule over S draws; attacked with K-draw EOT; and their
-final adversarial points re-evaluated R times with fresh randomness (DESIGN.md, evaluation protocol).
+Stochastic models are judged by their deployed rule over S draws, attacked with K-draw EOT, and their
+final adversarial points re-evaluated R times with fresh randomness (docs/protocol.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-from benchmark.attacks import FGSM, PGD, Attack, AutoAttack, input_gradient
+from benchmark.attacks import FGSM, PGD, Attack, AutoAttack, Square, Transfer, input_gradient
 from benchmark.data import to_float
 from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
 from benchmark.progress import progress_bar
 
-ZERO_GRAD_TOLERANCE = 0.01  # share of inputs with an all-zero input gradient that raises `zero-grad`
-
 
 @dataclass(frozen=True)
 class Condition:
-    name: str  # clean | noise | diagnostics | an attack name
+    name: str  # clean | noise | diagnostics | an attack's name in Evaluator.attacks
     param: float | None = None  # sigma for noise, eps for attacks
 
     @property
@@ -34,46 +33,90 @@ class Condition:
         return self.name if self.param is None else f"{self.name}-{self.param:.6g}"
 
 
+@dataclass(frozen=True)
+class AttackRun:
+    """An attack as the protocol runs it: with how many EOT draws, and what it is there to check."""
+
+    attack: Attack
+    draws: int
+    purpose: str
+
+
 def condition_seed(seed: int, condition: Condition) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}".encode()).digest()[:4], "little")
 
 
+def large_eps(input_shape: tuple[int, int, int]) -> float:
+    """The budget at which every model must collapse: 0.5 on MNIST-scale images, 64/255 on colour images."""
+    return 0.5 if input_shape[0] == 1 else 64 / 255
+
+
 class Evaluator:
-    """Runs the conditions of one profile on one trained predictor and test set."""
+    """Runs the conditions of one profile on one trained predictor and test set.
+
+    ``load`` returns the stored arrays of a finished condition (Square runs only on the examples the
+    white-box attacks left standing). ``surrogate`` is a deterministic predictor for the transfer attack.
+    """
 
     def __init__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, profile: Profile,
-                 eps: float, device: torch.device, seed: int):
+                 eps: float, device: torch.device, seed: int, *, num_classes: int,
+                 surrogate: tuple[str, Predictor] | None = None,
+                 load: Callable[[str], dict[str, np.ndarray]] | None = None):
         self.predictor = predictor
         self.x, self.y = x, y
         self.profile = profile
         self.eps = eps
         self.device = device
         self.seed = seed
+        self.num_classes = num_classes
+        self.load = load
         random = predictor.is_random
         self.samples = profile.samples if random else 1
         self.eot = profile.eot if random else 1
         self.reevals = profile.reevals if random else 1
-        self.attacks: dict[str, Attack] = {"fgsm": FGSM(), "pgd": PGD(steps=profile.pgd_steps, restarts=profile.pgd_restarts)}
+        self.large_eps = large_eps(tuple(x.shape[1:]))
+        steps, restarts = profile.pgd_steps, profile.pgd_restarts
+        self.attacks: dict[str, AttackRun] = {
+            "fgsm": AttackRun(FGSM(), self.eot, "one signed-gradient step"),
+            "pgd": AttackRun(PGD(steps=steps, restarts=restarts), self.eot, "the main white-box attack, also run over the eps sweep"),
+            "pgd-long": AttackRun(PGD(steps=5 * steps, restarts=restarts + 1), self.eot,
+                                  "5x the steps and one more restart: robust accuracy must not rise (more-steps-helps-model)"),
+        }
+        if random:
+            self.attacks["pgd-eot2x"] = AttackRun(PGD(steps=steps, restarts=restarts), 2 * self.eot,
+                                                  "PGD with 2K EOT draws: robust accuracy must not change (eot-not-converged)")
+        if predictor.likelihood is not None:
+            self.attacks["pgd-likelihood"] = AttackRun(PGD(steps=steps, restarts=restarts, objective="likelihood"), 1,
+                                                       "PGD on the plugin's own likelihood instead of the cross-entropy")
         if profile.autoattack:
-            self.attacks["autoattack"] = AutoAttack(seed=seed)
+            self.attacks["autoattack"] = AttackRun(AutoAttack(seed=seed), self.eot,
+                                                   "AutoAttack (standard; APGD-CE and APGD-DLR on the K-draw average for stochastic models)")
+        self.attacks["square"] = AttackRun(Square(queries=profile.square_queries, seed=seed), self.eot,
+                                           "black-box random search on the K-draw-averaged margin, on the examples the white-box attacks missed")
+        if surrogate is not None:
+            name, surrogate_predictor = surrogate
+            self.attacks["transfer"] = AttackRun(Transfer(surrogate=surrogate_predictor, surrogate_name=name, steps=steps), 1,
+                                                 f"PGD on the deterministic surrogate ({name}), evaluated on this model")
 
     @property
     def eps_sweep(self) -> list[float]:
-        return sorted({f * self.eps for f in self.profile.eps_fractions} | {self.eps})
+        return sorted({f * self.eps for f in self.profile.eps_fractions} | {self.eps, self.large_eps})
 
     def plan(self) -> list[Condition]:
+        """Every condition in order; black-box attacks come after the white-box ones they check."""
         conditions = [Condition("clean"), Condition("diagnostics")]
         conditions += [Condition("noise", s) for s in self.profile.noise_sigmas if s > 0]
-        conditions.append(Condition("fgsm", self.eps))
         conditions += [Condition("pgd", e) for e in self.eps_sweep]
-        if "autoattack" in self.attacks:
-            conditions.append(Condition("autoattack", self.eps))
+        conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if name != "pgd" and run.attack.white_box]
+        conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if not run.attack.white_box]
         return conditions
 
     def attack_settings(self) -> dict:
-        settings = {name: attack.settings() for name, attack in self.attacks.items()}
-        if "autoattack" in settings:
-            settings["autoattack"]["version"] = self.attacks["autoattack"].version_for(self.predictor)
+        settings = {}
+        for name, run in self.attacks.items():
+            settings[name] = {**run.attack.settings(), "eot_draws": run.draws, "purpose": run.purpose}
+            if isinstance(run.attack, AutoAttack):
+                settings[name]["version"] = run.attack.version_for(self.predictor)
         return settings
 
     def run(self, condition: Condition, clean_entropy: np.ndarray | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
@@ -81,18 +124,17 @@ class Evaluator:
         if condition.name in ("clean", "noise"):
             return self._predictive(condition, clean_entropy)
         if condition.name == "diagnostics":
-            return self._diagnostics(condition)
+            return self._diagnostics()
         return self._attack(condition)
 
-    def _batches(self, label: str):
-        n, bs = self.x.shape[0], self.profile.batch_size
+    def _batches(self, label: str, index: np.ndarray | None = None):
+        x, y = (self.x, self.y) if index is None else (self.x[index], self.y[index])
+        n, bs = x.shape[0], self.profile.batch_size
         with progress_bar() as bar:
             job = bar.add_task(label, total=n)
             for start in range(0, n, bs):
-                xb = to_float(self.x[start:start + bs].to(self.device))
-                yb = self.y[start:start + bs].to(self.device)
-                yield xb, yb
-                bar.update(job, advance=len(yb))
+                yield to_float(x[start:start + bs].to(self.device)), y[start:start + bs].to(self.device)
+                bar.update(job, advance=min(bs, n - start))
 
     def _predictive(self, condition: Condition, clean_entropy: np.ndarray | None):
         sigma = condition.param or 0.0
@@ -109,43 +151,66 @@ class Evaluator:
         entropy = predictive_entropy(p)
         rows = [_row(condition.name, condition.param, k, v) for k, v in metrics.items()]
         if condition.name == "noise":
-            metrics["auroc"] = auroc(torch.as_tensor(clean_entropy), entropy)
-            rows.append(_row("noise", sigma, "auroc", metrics["auroc"]))
+            rows.append(_row("noise", sigma, "auroc", auroc(torch.as_tensor(clean_entropy), entropy)))
         arrays = {"probs": p.numpy(), "correct": (p.argmax(1) == y).numpy()[None, :], "entropy": entropy.numpy()}
         return rows, arrays
 
-    def _diagnostics(self, condition: Condition):
-        """Input gradients of the deployed rule at the clean points, and the raw output's range."""
-        zero, nonfinite, prob_rows, n = 0, 0, 0, 0
+    def _diagnostics(self):
+        """Input gradients of the deployed rule at the clean points, the raw output's range, and whether
+        two identical forward passes of a model declared non-random agree."""
+        zero = nonfinite = prob_rows = n = 0
+        variation = 0.0
         for xb, yb in self._batches("diagnostics"):
             grad = input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1)
             nonfinite += (~torch.isfinite(grad)).any(1).sum().item()
             zero += (grad.abs().sum(1) == 0).sum().item()
             with torch.no_grad():
-                out = self.predictor.network(xb)
-                out = out[0] if isinstance(out, tuple) else out
-                sums_to_one = ((out.sum(-1) - 1).abs() < 1e-4) & (out.min(-1).values >= 0)
+                first, second = self.predictor.network(xb), self.predictor.network(xb)
+                first, second = _logits(first), _logits(second)
+                sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
                 prob_rows += sums_to_one.flatten().float().mean().item() * len(yb)
+                variation = max(variation, (first - second).abs().max().item())
             n += len(yb)
         rows = [_row("diagnostics", None, "zero_grad_share", zero / n),
                 _row("diagnostics", None, "nan_grad_share", nonfinite / n),
-                _row("diagnostics", None, "probability_output_share", prob_rows / n)]
+                _row("diagnostics", None, "probability_output_share", prob_rows / n),
+                _row("diagnostics", None, "output_variation", variation)]
         return rows, {"n": np.array([n])}
 
+    def survivors(self) -> np.ndarray:
+        """Examples that the clean rule and every white-box attack at eps got right in some re-evaluation."""
+        alive = self.load(Condition("clean").id)["correct"].any(0)
+        for name, run in self.attacks.items():
+            if run.attack.white_box:
+                alive &= self.load(Condition(name, self.eps).id)["correct"].any(0)
+        return alive
+
     def _attack(self, condition: Condition):
-        attack = self.attacks[condition.name]
+        run = self.attacks[condition.name]
         eps = float(condition.param)
+        index = None if run.attack.white_box else np.flatnonzero(self.survivors())
         correct = []
-        for xb, yb in self._batches(condition.id):
-            x_adv = attack(self.predictor, xb, yb, eps, self.eot)
+        for xb, yb in self._batches(condition.id, index):
+            x_adv = run.attack(self.predictor, xb, yb, eps, run.draws)
             if (x_adv - xb).abs().max() > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1:
-                raise RuntimeError(f"{attack.name} left the eps-ball or [0, 1]: a bug in the attack")
+                raise RuntimeError(f"{run.attack.name} left the eps-ball or [0, 1]: a bug in the attack")
             with torch.no_grad():
                 correct.append(torch.stack([
                     self.predictor.probs(x_adv, self.samples).argmax(1) == yb for _ in range(self.reevals)
                 ]).cpu())
-        correct = torch.cat(correct, dim=1).numpy()
-        return accuracy_rows(condition.name, eps, correct), {"correct": correct}
+        if index is None:
+            full = torch.cat(correct, dim=1).numpy()
+        else:  # examples not attacked were already broken in every re-evaluation: leave them to those attacks
+            full = np.ones((self.reevals, len(self.y)), dtype=bool)
+            if len(index):
+                full[:, index] = torch.cat(correct, dim=1).numpy()
+        rows = accuracy_rows(condition.name, eps, full)
+        rows.append(_row(condition.name, eps, "attacked", len(self.y) if index is None else len(index)))
+        return rows, {"correct": full}
+
+
+def _logits(out) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
 
 
 def accuracy_rows(name: str, param: float, correct: np.ndarray) -> list[dict]:

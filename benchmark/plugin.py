@@ -93,5 +93,15 @@ class ModelPlugin:
             return sum(F.cross_entropy(member, y) for member in output)
         return F.cross_entropy(output, y)
 
+    def likelihood(self, output, y: torch.Tensor, task: Task) -> torch.Tensor:
+        """Per-example value of the plugin's own training likelihood, if it has one besides the
+        cross-entropy (moment models): attacks then also follow it. Override to enable."""
+        raise NotImplementedError
+
+    def surrogate(self, network: nn.Module) -> nn.Module | None:
+        """A deterministic version of ``network`` returning logits (posterior-mean weights, dropout off),
+        the source of the transfer attack. ``None``: the harness uses the baseline trained on the same data."""
+        return None
+
     def supports(self, input_shape: tuple[int, int, int]) -> bool:
         return self.input_shapes is None or tuple(input_shape) in {tuple(s) for s in self.input_shapes}

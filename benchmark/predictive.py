@@ -9,10 +9,14 @@ with: the mean softmax over draws, and the log of that mean (log-mean-exp of log
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: per-example loss of a plugin's own likelihood, from the network's output and the labels
+Likelihood = Callable[[object, torch.Tensor], torch.Tensor]
 
 
 class Predictor:
@@ -20,12 +24,15 @@ class Predictor:
 
     ``max_batch`` bounds how many inputs go through the network in one call: stochastic draws are
     batched by repeating the inputs along the batch axis, in chunks of at most that size.
+    ``likelihood`` is the plugin's own per-example training loss (moment models), a second objective
+    attacks can follow.
     """
 
-    def __init__(self, network: nn.Module, kind: str, max_batch: int = 4096):
+    def __init__(self, network: nn.Module, kind: str, max_batch: int = 4096, likelihood: Likelihood | None = None):
         self.network = network
         self.kind = kind
         self.max_batch = max_batch
+        self.likelihood = likelihood
 
     @property
     def is_random(self) -> bool:
@@ -58,10 +65,35 @@ class Predictor:
         log_probs = self.draw_log_probs(x, draws)
         return torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
 
+    def objective(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1, name: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example attack loss and the log predictive distribution of the same forward pass.
+
+        ``ce``: cross-entropy of the deployed predictive distribution (the EOT loss for stochastic models).
+        ``likelihood``: the plugin's own loss on its raw output (moment models' Gaussian likelihood).
+        """
+        if name == "likelihood":
+            out = self.network(x)
+            return self.likelihood(out, y), F.log_softmax(out[0], dim=-1)
+        log_pred = self.log_predictive(x, draws)
+        return F.nll_loss(log_pred, y, reduction="none"), log_pred
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1) -> torch.Tensor:
         """Per-example cross-entropy of the deployed predictive distribution (the EOT loss)."""
-        return F.nll_loss(self.log_predictive(x, draws), y, reduction="none")
+        return self.objective(x, y, draws)[0]
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:
         return self.log_predictive(x, draws).exp()
+
+
+class DeployedRule(nn.Module):
+    """The predictor as an ``nn.Module`` returning log predictive probabilities (valid logits), for
+    attack libraries that expect a model: every call is the K-draw average of the deployed rule."""
+
+    def __init__(self, predictor: Predictor, draws: int):
+        super().__init__()
+        self.predictor = predictor
+        self.draws = draws
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor.log_predictive(x, self.draws)

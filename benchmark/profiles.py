@@ -25,6 +25,7 @@ class Profile:
     pgd_restarts: int
     eps_fractions: tuple[float, ...]  # the eps sweep, as fractions of the dataset's eps
     autoattack: bool
+    square_queries: int = 5000  # Square's query budget per example (AutoAttack's standard value)
     batch_size: int = 250
     noise_sigmas: tuple[float, ...] = NOISE_SIGMAS
     epochs: int | None = None  # overrides the plugin's recipe (tests and smoke runs only)
@@ -35,7 +36,8 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", n_test=500, n_train=None, samples=8, eot=4, reevals=3,
-                     pgd_steps=20, pgd_restarts=1, eps_fractions=(1 / 3, 2 / 3, 1.0), autoattack=False),
+                     pgd_steps=20, pgd_restarts=1, eps_fractions=(1 / 3, 2 / 3, 1.0), autoattack=False,
+                     square_queries=500),
     "standard": Profile("standard", n_test=None, n_train=None, samples=32, eot=20, reevals=5,
                         pgd_steps=100, pgd_restarts=2, eps_fractions=(0.25, 0.5, 0.75, 1.0), autoattack=True),
 }

@@ -18,7 +18,8 @@ from benchmark import __version__
 from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
 from benchmark.data import load_dataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluation import ZERO_GRAD_TOLERANCE, Evaluator, accuracy_rows
+from benchmark import diagnostics
+from benchmark.evaluation import Evaluator, accuracy_rows
 from benchmark.metrics import reliability_table
 from benchmark.plugin import ModelPlugin, Task
 from benchmark.predictive import Predictor
@@ -84,40 +85,43 @@ def run(request: RunRequest) -> dict:
         console.print(f"[bold yellow]warning:[/] {dataset.note}")
     if not plugin.supports(dataset.input_shape):
         raise BenchmarkError(f"plugin {plugin.name!r} does not support input shape {dataset.input_shape} of {dataset.name}")
-    broken = [c for c in validate_plugin(plugin, classes=dataset.num_classes, shapes=(dataset.input_shape,)) if not c.ok]
-    if broken:
-        raise BenchmarkError(f"plugin {plugin.name!r} breaks the contract: {broken[0].name}: {broken[0].detail} "
-                             f"(see `benchmark validate-plugin`)")
+    failed = [c for c in validate_plugin(plugin, classes=dataset.num_classes, shapes=(dataset.input_shape,)) if not c.ok]
+    for check in failed:
+        if check.blocking:
+            raise BenchmarkError(f"plugin {plugin.name!r} breaks the contract: {check.name}: {check.detail} "
+                                 f"(see `benchmark validate-plugin`)")
+        console.print(f"[bold yellow]warning:[/] plugin {plugin.name!r}: {check.detail}; the run goes on and its diagnostics will flag it")
     eps = dataset.eps_linf if request.eps is None else request.eps
 
     x_train, y_train = dataset.x_train[: profile.n_train], dataset.y_train[: profile.n_train]
     x_test, y_test = dataset.x_test[: profile.n_test], dataset.y_test[: profile.n_test]
     task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.name)
-    recipe = plugin.train_config(task)
-    if profile.epochs is not None:
-        recipe = dataclasses.replace(recipe, epochs=profile.epochs)
-
-    torch.manual_seed(request.seed)
-    network = plugin.build(task).to(device)
-    train_key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
-                         "dataset": dataset.name, "n_train": len(y_train), "recipe": dataclasses.asdict(recipe),
-                         "seed": request.seed})
-    train_seconds = _train_or_load(plugin, network, request, task, recipe, x_train, y_train, device, train_key)
-    network.eval()
-
+    network, train_seconds, train_key, recipe = _trained(plugin, request, task, x_train, y_train, device,
+                                                         request.checkpoint, profile.epochs)
     config = {
         "model": plugin.name, "dataset": dataset.name, "dataset_source": dataset.source, "profile": profile.name,
         "predictive": plugin.predictive, "seed": request.seed, "eps": eps, "threat": "Linf",
-        "n_examples": len(y_test), "n_train": len(y_train), "train_key": train_key,
+        "n_examples": len(y_test), "n_train": len(y_train), "num_classes": dataset.num_classes, "train_key": train_key,
         "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
         "version": __version__, "device": describe_device(device),
         "notes": [n for n in (dataset.note, getattr(plugin, "report_note", "")) if n],
     }
-    evaluator = Evaluator(Predictor(network, plugin.predictive), x_test, y_test, profile, eps, device, request.seed)
+    surrogate = plugin.surrogate(network)
+    if surrogate is not None:
+        surrogate = (f"{plugin.name}'s deterministic surrogate", Predictor(surrogate, "deterministic"))
+    elif plugin.name != "baseline":
+        baseline = _trained(create_model("baseline"), request, task, x_train, y_train, device, None, profile.epochs)[0]
+        surrogate = ("baseline trained on the same data", Predictor(baseline, "deterministic"))
+    likelihood = None
+    if type(plugin).likelihood is not ModelPlugin.likelihood:
+        likelihood = lambda out, y: plugin.likelihood(out, y, task)  # noqa: E731
+    evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood), x_test, y_test, profile, eps,
+                          device, request.seed, num_classes=dataset.num_classes, surrogate=surrogate)
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings())
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
     store = RunStore(Path(request.out) / "runs" / run_id)
+    evaluator.load = store.load_arrays
     store.write_config({**config, "run_id": run_id, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
 
     _evaluate(evaluator, store)
@@ -130,10 +134,25 @@ def run(request: RunRequest) -> dict:
     return row
 
 
+def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device, checkpoint: Path | None,
+             epochs: int | None):
+    """The plugin's network, trained or loaded, in eval mode; with its training time, cache key and recipe."""
+    recipe = plugin.train_config(task)
+    if epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+    torch.manual_seed(request.seed)
+    network = plugin.build(task).to(device)
+    key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
+                   "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe), "seed": request.seed})
+    if checkpoint is not None:
+        load_checkpoint(network, checkpoint)
+        seconds = 0.0
+    else:
+        seconds = _train_or_load(plugin, network, request, task, recipe, x, y, device, key)
+    return network.eval(), seconds, key, recipe
+
+
 def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task, recipe, x, y, device, key: str) -> float:
-    if request.checkpoint is not None:
-        load_checkpoint(network, request.checkpoint)
-        return 0.0
     path = Path(request.out) / "checkpoints" / f"{slug(task.dataset)}-{slug(plugin.name)}-{key}.safetensors"
     if path.exists() and not request.retrain:
         load_checkpoint(network, path)
@@ -172,14 +191,23 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
     clean = store.load_rows("clean")
     sweep_zero = clean[clean.metric != "seconds"].assign(condition="noise", param=0.0)
     frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc", "value": 0.5}])]))
-    clean_correct = store.load_arrays("clean")["correct"][0]
+    def correct(condition_id: str) -> np.ndarray:
+        return store.load_arrays(condition_id)["correct"]
+
     attacks = [c for c in plan if c.name in evaluator.attacks]
     for eps in sorted({c.param for c in attacks}):
-        robust = clean_correct[None, :].copy()
+        robust = correct("clean")
         for c in attacks:
             if c.param == eps:
-                robust = robust & store.load_arrays(c.id)["correct"]
+                robust = robust & correct(c.id)
         frames.append(pd.DataFrame(accuracy_rows("robust", eps, robust)))
+    metrics = pd.concat(frames, ignore_index=True)
+
+    def accuracy(name: str, eps: float) -> float:
+        return _metric(metrics, name, "accuracy", eps)
+
+    at_eps = {c.name: evaluator.attacks[c.name].attack.white_box for c in attacks if c.param == evaluator.eps}
+    frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy)))
     metrics = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
     store.write_table("metrics.csv", metrics)
     store.write_table("reliability.csv", reliability_table(torch.as_tensor(store.load_arrays("clean")["probs"]),
@@ -193,18 +221,6 @@ def _metric(metrics: pd.DataFrame, condition: str, metric: str, param: float | N
     if sel.empty:
         raise BenchmarkError(f"run is missing metric {condition}/{metric}")
     return float(sel.value.iloc[0])
-
-
-def flags_from(metrics: pd.DataFrame) -> list[str]:
-    """Gradient-masking diagnostics that this run's conditions can decide (DESIGN.md)."""
-    flags = []
-    if _metric(metrics, "diagnostics", "zero_grad_share") > ZERO_GRAD_TOLERANCE:
-        flags.append("zero-grad")
-    if _metric(metrics, "diagnostics", "nan_grad_share") > 0:
-        flags.append("nan-grad")
-    if _metric(metrics, "diagnostics", "probability_output_share") > 0.5:
-        flags.append("probability-output")
-    return flags
 
 
 def _summarize(store: RunStore, network, train_seconds: float) -> dict:
@@ -223,7 +239,7 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
         "noise_acc_mean": float(sigmas.value.mean()),
         "ece": _metric(metrics, "clean", "ece"), "nll": _metric(metrics, "clean", "nll"),
         "brier": _metric(metrics, "clean", "brier"),
-        "flags": ";".join(flags_from(metrics)),
+        "flags": ";".join(diagnostics.flags(metrics, config["num_classes"], config["predictive"])),
         "params": int(sum(p.numel() for p in network.parameters())),
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(float(metrics[metrics.metric == "seconds"].value.sum()), 1),

@@ -16,6 +16,7 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+    blocking: bool = True  # False: a run can go on, and its diagnostics flag the problem instead
 
 
 def _expected_shape(kind: str, batch: int, classes: int) -> str:
@@ -82,10 +83,12 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
         same = torch.equal(_first(out).detach(), again)
         if plugin.predictive == "stochastic":
             checks.append(Check(f"randomness in eval mode({label})", not same,
-                                "a stochastic plugin must draw fresh randomness on every call, also in eval mode"))
+                                "a stochastic plugin must draw fresh randomness on every call, also in eval mode",
+                                blocking=False))
         elif plugin.predictive in ("deterministic", "moments"):
             checks.append(Check(f"repeatable output({label})", same,
-                                f"predictive={plugin.predictive} but two identical forward passes differ: declare it stochastic"))
+                                f"predictive={plugin.predictive} but two identical forward passes differ: declare it stochastic",
+                                blocking=False))
         network.train()
         try:
             loss = plugin.loss(network, network(x.detach()), torch.randint(0, classes, (batch,)), task)

@@ -8,11 +8,13 @@ attack library can switch the randomness off by calling ``model.eval()``.
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import cnn_recipe, make_cnn
+from models.baseline import MCDropout, cnn_recipe, make_cnn
 
 
 @register_model("mc-dropout")
@@ -28,3 +30,12 @@ class MCDropoutPlugin(ModelPlugin):
 
     def train_config(self, task: Task) -> TrainConfig:
         return cnn_recipe(task)
+
+    def surrogate(self, network: nn.Module) -> nn.Module:
+        """The same weights with dropout off: the deterministic mean-field approximation of the predictive."""
+        deterministic = copy.deepcopy(network)
+        for name, module in list(deterministic.named_modules()):
+            if isinstance(module, MCDropout):
+                parent = deterministic.get_submodule(name.rpartition(".")[0]) if "." in name else deterministic
+                setattr(parent, name.rpartition(".")[2], nn.Identity())
+        return deterministic

@@ -14,22 +14,8 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 from benchmark.attacks.base import Attack, project
-from benchmark.predictive import Predictor
-
-
-class _DeployedRule(nn.Module):
-    """The predictor as an ``nn.Module`` returning log predictive probabilities (valid logits)."""
-
-    def __init__(self, predictor: Predictor, draws: int):
-        super().__init__()
-        self.predictor = predictor
-        self.draws = draws
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.predictor.log_predictive(x, self.draws)
+from benchmark.predictive import DeployedRule, Predictor
 
 
 @dataclass(frozen=True)
@@ -44,7 +30,7 @@ class AutoAttack(Attack):
         from pyautoattack import AutoAttack as PyAutoAttack
 
         logging.getLogger("auto-attack").setLevel(logging.ERROR)
-        model = _DeployedRule(predictor, draws)
+        model = DeployedRule(predictor, draws)
         if predictor.is_random:
             aa = PyAutoAttack(model, attacks=["apgd-ce", "apgd-dlr"], version="custom", eps=eps,
                               norm="Linf", seed=self.seed, device=x.device)

@@ -20,6 +20,7 @@ class Attack(ABC):
     """An L-inf attack; its dataclass fields are its settings, recorded with every result."""
 
     name: ClassVar[str]
+    white_box: ClassVar[bool] = True  # follows the model's gradients (black-box attacks check those)
 
     @abstractmethod
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
@@ -38,12 +39,11 @@ class Gradient:
     grad: torch.Tensor  # d loss / d input
 
 
-def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int) -> Gradient:
+def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int, objective: str = "ce") -> Gradient:
     """Per-example loss and its gradient with respect to the input (the network's parameters get none)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        log_pred = predictor.log_predictive(x, draws)
-        loss = torch.nn.functional.nll_loss(log_pred, y, reduction="none")
+        loss, log_pred = predictor.objective(x, y, draws, objective)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return Gradient(loss.detach(), log_pred.detach().argmax(-1) != y, grad)
 

@@ -22,6 +22,7 @@ class PGD(Attack):
     restarts: int = 1
     step_size: float = 2.5  # in units of eps / steps (Madry et al.)
     random_start: bool = True
+    objective: str = "ce"  # or "likelihood": the plugin's own loss (see Predictor.objective)
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         alpha = self.step_size * eps / self.steps
@@ -30,7 +31,7 @@ class PGD(Attack):
         for _ in range(self.restarts):
             x_adv = project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps) if self.random_start else x.clone()
             for step in range(self.steps + 1):
-                g = input_gradient(predictor, x_adv, y, draws)
+                g = input_gradient(predictor, x_adv, y, draws, self.objective)
                 score = g.loss + 1e6 * g.wrong.float()  # scores x_adv, the point the loss was computed at
                 improved = score > best_score
                 best_x[improved] = x_adv[improved]

@@ -1,0 +1,32 @@
+"""Transfer attack: PGD on a deterministic surrogate, evaluated on the model under test.
+
+If a model's own gradients are masked (stochastic, quantized, saturated), adversarial examples crafted on
+a smooth surrogate of the same data often still fool it (Papernot et al. 2017; Athalye et al. 2018). The
+surrogate is the plugin's own deterministic version where it declares one (e.g. posterior-mean weights,
+dropout off), else the baseline trained on the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from benchmark.attacks.base import Attack
+from benchmark.attacks.pgd import PGD
+from benchmark.predictive import Predictor
+
+
+@dataclass(frozen=True)
+class Transfer(Attack):
+    name = "transfer"
+    white_box = False
+    surrogate: Predictor = field(compare=False, repr=False)
+    surrogate_name: str = "baseline"
+    steps: int = 20
+
+    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+        return PGD(steps=self.steps)(self.surrogate, x, y, eps, 1)
+
+    def settings(self) -> dict:
+        return {"surrogate": self.surrogate_name, "steps": self.steps}
