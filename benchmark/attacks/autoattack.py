@@ -3,9 +3,9 @@ ensemble of diverse parameter-free attacks", ICML 2020.
 
 Deterministic, moment and ensemble models get the standard version (APGD-CE, APGD-T, FAB-T, Square) on
 the log of their predictive distribution. Stochastic models get APGD-CE and APGD-DLR, where every forward
-pass AutoAttack makes is the log-mean-exp over ``draws`` batched samples, so each step follows the
-deployed rule (pyautoattack's own ``rand`` version averages single-draw gradients instead). Their final
-points are re-evaluated with fresh randomness by the harness, not trusted from AutoAttack's last pass.
+pass APGD makes is the log-mean-exp over ``draws`` batched samples, so each step follows the deployed
+rule (pyautoattack's own ``rand`` version averages single-draw gradients instead). Their final points are
+re-evaluated with fresh randomness by the harness, not trusted from AutoAttack's last pass.
 """
 
 from __future__ import annotations
@@ -32,11 +32,27 @@ class AutoAttack(Attack):
         logging.getLogger("auto-attack").setLevel(logging.ERROR)
         model = DeployedRule(predictor, draws)
         if predictor.is_random:
-            aa = PyAutoAttack(model, attacks=["apgd-ce", "apgd-dlr"], version="custom", eps=eps,
-                              norm="Linf", seed=self.seed, device=x.device)
-            aa.apgd.n_restarts = 1
-        else:
-            aa = PyAutoAttack(model, version="standard", eps=eps, norm="Linf", seed=self.seed, device=x.device)
+            return project(self._apgd_eot(predictor, model, x.contiguous(), y, eps, draws), x, eps)
+        aa = PyAutoAttack(model, version="standard", eps=eps, norm="Linf", seed=self.seed, device=x.device)
         aa.verbose = False
         x_adv, _ = aa.run_standard_evaluation(x.contiguous(), y, batch_size=x.shape[0])
         return project(x_adv.detach(), x, eps)
+
+    def _apgd_eot(self, predictor: Predictor, model: DeployedRule, x: torch.Tensor, y: torch.Tensor,
+                  eps: float, draws: int) -> torch.Tensor:
+        """APGD-CE and APGD-DLR on the K-draw average, each returning its highest-loss point for every
+        example (AutoAttack's own loop would hand back the clean input wherever one noisy check said the
+        model was right, and lock in points one noisy check called broken). Per example, the candidate with
+        the lower true-class probability under fresh draws is kept."""
+        from pyautoattack.autopgd_base import APGDAttack
+
+        apgd = APGDAttack(model, n_restarts=1, n_iter=100, eps=eps, norm="Linf", eot_iter=1, rho=0.75,
+                          seed=self.seed, device=x.device, verbose=False)
+        best, best_p = x.clone(), torch.full((x.shape[0],), float("inf"), device=x.device)
+        for loss in ("ce", "dlr"):
+            apgd.loss = loss
+            candidate = apgd.perturb(x, y, best_loss=True).detach()
+            p_true = predictor.probs(candidate, draws).gather(1, y[:, None]).squeeze(1)
+            better = p_true < best_p
+            best[better], best_p[better] = candidate[better], p_true[better]
+        return best

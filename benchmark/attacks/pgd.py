@@ -1,8 +1,10 @@
 """PGD: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
 
 L-inf projected gradient ascent from a uniform random start, with restarts. Each example keeps the best
-point seen over all steps and restarts: a point the deployed rule misclassifies beats any point it gets
-right (cross-entropy alone does not order them), and among equals the higher loss wins.
+point seen over all steps and restarts. For non-random models a point the deployed rule misclassifies
+beats any point it gets right (cross-entropy alone does not order them), and among equals the higher loss
+wins. For stochastic models the highest EOT loss wins: whether K draws misclassify a point is itself
+noisy, and a point that one draw set called broken is often classified correctly by fresh draws.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class PGD(Attack):
             x_adv = project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps) if self.random_start else x.clone()
             for step in range(self.steps + 1):
                 g = input_gradient(predictor, x_adv, y, draws, self.objective)
-                score = g.loss + 1e6 * g.wrong.float()  # scores x_adv, the point the loss was computed at
+                score = g.loss if predictor.is_random else g.loss + 1e6 * g.wrong.float()  # scores x_adv
                 improved = score > best_score
                 best_x[improved] = x_adv[improved]
                 best_score = torch.where(improved, score, best_score)
