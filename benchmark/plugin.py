@@ -75,6 +75,9 @@ class ModelPlugin:
     input_shapes: ClassVar[tuple[tuple[int, int, int], ...] | None] = ((1, 28, 28), (3, 32, 32))
     #: one line shown by ``benchmark list``
     summary: ClassVar[str] = ""
+    #: how attacks get input gradients: "exact" autograd, or "surrogate" where the forward is not
+    #: differentiable and the network's backward uses a surrogate (BPDA, e.g. spike functions); reported
+    gradients: ClassVar[Literal["exact", "surrogate"]] = "exact"
 
     def build(self, task: Task) -> nn.Module:
         raise NotImplementedError(f"plugin {self.name!r} must implement build(task)")

@@ -160,6 +160,7 @@ def _how_attacked(config: dict, metrics: pd.DataFrame) -> list[Block]:
     blocks: list[Block] = [Heading("How this model was attacked"), Paragraph(
         f"Decision rule attacked ({kind}): {RULES.get(kind, 'as declared by the plugin')}. "
         f"S = {config.get('samples')}, K = {config.get('eot')}, R = {config.get('reevals')}. "
+        f"Input gradients: {'surrogate gradients through the non-differentiable forward (BPDA), as the plugin declares' if config.get('gradients') == 'surrogate' else 'exact autograd'}. "
         "No attack changes the model's train/eval mode or switches its randomness off.")]
     items = []
     for name, s in settings.items():

@@ -100,7 +100,7 @@ def run(request: RunRequest) -> dict:
                                                          request.checkpoint, profile.epochs)
     config = {
         "model": plugin.name, "dataset": dataset.name, "dataset_source": dataset.source, "profile": profile.name,
-        "predictive": plugin.predictive, "seed": request.seed, "eps": eps, "threat": "Linf",
+        "predictive": plugin.predictive, "gradients": plugin.gradients, "seed": request.seed, "eps": eps, "threat": "Linf",
         "n_examples": len(y_test), "n_train": len(y_train), "num_classes": dataset.num_classes, "train_key": train_key,
         "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
         "version": __version__, "device": describe_device(device),

@@ -161,3 +161,8 @@ class EnDP(ModelPlugin):
         mean, var = output
         nll = gaussian_likelihood_loss(mean, var, y, task.num_classes)
         return nll + self.tau * kl_divergence(network)
+
+    def likelihood(self, output, y: Tensor, task: Task) -> Tensor:
+        """Per-example Gaussian NLL: the harness attacks it as well as the cross-entropy of the mean."""
+        mean, var = output
+        return gaussian_likelihood_loss(mean, var, y, task.num_classes, reduction="none")

@@ -148,9 +148,10 @@ def softmax_moments(mean_logits: Tensor, var_logits: Tensor) -> tuple[Tensor, Te
 
 
 def gaussian_likelihood_loss(
-    mean_logits: Tensor, var_logits: Tensor, y: Tensor, num_classes: int, jitter: float = 1e-3
+    mean_logits: Tensor, var_logits: Tensor, y: Tensor, num_classes: int, jitter: float = 1e-3,
+    reduction: str = "mean",
 ) -> Tensor:
-    """Batch mean of the Gaussian negative log-likelihood of the one-hot label under the softmax moments.
+    """Batch mean (or, with ``reduction="none"``, per-example values) of the Gaussian negative log-likelihood of the one-hot label under the softmax moments.
 
     ½ (y − μ_y)ᵀ(Σ_y + εI)⁻¹(y − μ_y) + ½ log det(Σ_y + εI), the data term of EnDP/eVI (Carannante
     et al. 2020; Dera et al. 2021), without the constant ½ C log 2π. The jitter ε makes the singular
@@ -163,4 +164,5 @@ def gaussian_likelihood_loss(
     resid = (F.one_hot(y, num_classes).to(probs.dtype) - probs).unsqueeze(-1)
     mahalanobis = (resid * torch.cholesky_solve(resid, chol)).sum((-2, -1))
     log_det = 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    return 0.5 * (mahalanobis + log_det).mean()
+    per_example = 0.5 * (mahalanobis + log_det)
+    return per_example if reduction == "none" else per_example.mean()

@@ -237,3 +237,14 @@ def test_plugin_is_registered_as_a_moments_model():
 
     assert get_plugin_class("endp") is EnDP
     assert EnDP.predictive == "moments"
+
+
+def test_likelihood_objective_is_per_example_and_matches_the_training_loss():
+    task = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=100, profile="quick")
+    plugin = EnDP()
+    network = plugin.build(task).eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    output = network(x)
+    per_example = plugin.likelihood(output, y, task)
+    assert per_example.shape == (6,)
+    torch.testing.assert_close(per_example.mean(), gaussian_likelihood_loss(*output, y, 10))
