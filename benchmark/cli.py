@@ -78,7 +78,7 @@ def list_cmd(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A
         table.add_column(column)
     for name in list_models():
         cls = get_plugin_class(name)
-        table.add_row(name, cls.predictive, cls.summary or (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row(name, cls.predictive, cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), ""))
     out_console.print(table)
     out_console.print("datasets: " + ", ".join(available_datasets(data_dir)))
     for name, p in PROFILES.items():
