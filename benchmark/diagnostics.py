@@ -22,8 +22,8 @@ OUTPUT_VARIATION_TOLERANCE = 1e-6  # max |difference| of two identical passes of
 FLAGS = {
     "eps-no-collapse": "accuracy under PGD at a large eps (0.5 on MNIST-scale, 64/255 on colour images) stays "
                        f"above chance + {CHANCE_MARGIN:.0%}: the attack is not reaching the model",
-    "more-steps-helps-model": f"robust accuracy rises by more than {STEPS_TOLERANCE:.0%} when PGD gets 5x the steps and "
-                              "one more restart: the optimisation is not converging",
+    "more-steps-helps-model": f"robust accuracy rises by more than {STEPS_TOLERANCE:.0%} when PGD gets 5x the steps: "
+                              "the optimisation is not converging",
     "eot-not-converged": f"robust accuracy moves by more than {EOT_TOLERANCE:.0%} between K and 2K EOT draws",
     "blackbox-beats-whitebox": f"Square or the transfer attack breaks more than {BLACKBOX_TOLERANCE:.1%} of the examples "
                                "that every white-box attack missed: the gradients are masked",

@@ -79,8 +79,8 @@ class Evaluator:
         self.attacks: dict[str, AttackRun] = {
             "fgsm": AttackRun(FGSM(), self.eot, "one signed-gradient step"),
             "pgd": AttackRun(PGD(steps=steps, restarts=restarts), self.eot, "the main white-box attack, also run over the eps sweep"),
-            "pgd-long": AttackRun(PGD(steps=5 * steps, restarts=restarts + 1), self.eot,
-                                  "5x the steps and one more restart: robust accuracy must not rise (more-steps-helps-model)"),
+            "pgd-long": AttackRun(PGD(steps=5 * steps, restarts=restarts), self.eot,
+                                  "5x the steps: robust accuracy must not rise (more-steps-helps-model)"),
         }
         if random:
             self.attacks["pgd-eot2x"] = AttackRun(PGD(steps=steps, restarts=restarts), 2 * self.eot,
