@@ -66,8 +66,8 @@ class GaussianConv2d(_GaussianWeights):
     every output channel and scaled by its σ².
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 mean_std: float = MEAN_INIT_STD, rho_init: float = RHO_INIT):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, mean_std: float = MEAN_INIT_STD, rho_init: float = RHO_INIT):
         super().__init__((out_channels, in_channels, kernel_size, kernel_size), mean_std, rho_init)
         self.stride = stride
         self.padding = padding
@@ -151,18 +151,21 @@ def gaussian_likelihood_loss(
     mean_logits: Tensor, var_logits: Tensor, y: Tensor, num_classes: int, jitter: float = 1e-3,
     reduction: str = "mean",
 ) -> Tensor:
-    """Batch mean (or, with ``reduction="none"``, per-example values) of the Gaussian negative log-likelihood of the one-hot label under the softmax moments.
+    """Gaussian negative log-likelihood of the one-hot label under the softmax moments: batch mean,
+    or per example with ``reduction="none"``.
 
     ½ (y − μ_y)ᵀ(Σ_y + εI)⁻¹(y − μ_y) + ½ log det(Σ_y + εI), the data term of EnDP/eVI (Carannante
     et al. 2020; Dera et al. 2021), without the constant ½ C log 2π. The jitter ε makes the singular
     Σ_y positive definite; the solve and the log-determinant both come from one Cholesky factor, which
-    is cheaper and better conditioned than an explicit inverse.
+    is cheaper and better conditioned than an explicit inverse. The work is done in float64 (C x C
+    matrices, cheap): in float32 the rounding of J diag(v) J along its null direction exceeds ε once
+    v reaches ~1e6, and the factorisation fails.
     """
-    probs, cov = softmax_moments(mean_logits, var_logits)
+    probs, cov = softmax_moments(mean_logits.double(), var_logits.double())
     eye = torch.eye(num_classes, dtype=cov.dtype, device=cov.device)
     chol = torch.linalg.cholesky(cov + jitter * eye)
     resid = (F.one_hot(y, num_classes).to(probs.dtype) - probs).unsqueeze(-1)
     mahalanobis = (resid * torch.cholesky_solve(resid, chol)).sum((-2, -1))
     log_det = 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    per_example = 0.5 * (mahalanobis + log_det)
+    per_example = (0.5 * (mahalanobis + log_det)).to(mean_logits.dtype)
     return per_example if reduction == "none" else per_example.mean()

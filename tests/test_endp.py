@@ -55,7 +55,8 @@ def test_gaussian_conv_matches_monte_carlo():
     mean, var = _random_moments(1, 2, 4, 4)
     with torch.no_grad():
         out_mean, out_var = layer((mean, var))
-        weights = layer.weight + layer.weight_var.view(-1, 1, 1, 1).sqrt() * torch.randn(S, *layer.weight.shape)
+        weight_std = layer.weight_var.view(-1, 1, 1, 1).sqrt()
+        weights = layer.weight + weight_std * torch.randn(S, *layer.weight.shape)
         x = mean + var.sqrt() * torch.randn(S, 2, 4, 4)
         # one grouped convolution applies the s-th weight sample to the s-th input sample
         samples = F.conv2d(x.reshape(1, S * 2, 4, 4), weights.reshape(S * 3, 2, 3, 3), padding=1, groups=S)
@@ -167,9 +168,10 @@ def test_loss_equals_the_gaussian_nll_formula():
     torch.testing.assert_close(gaussian_likelihood_loss(mean, var, y, 4), expected.mean())
 
 
-@pytest.mark.parametrize("scale", [0.0, 1e-12, 1.0])
+@pytest.mark.parametrize("scale", [0.0, 1e-12, 1.0, 1e8])
 def test_loss_finite_with_finite_gradients_for_singular_covariance(scale):
-    # var ~ 0 and saturated softmax both make Σ_y (numerically) zero: the jitter must carry it
+    # var ~ 0 and saturated softmax both make Σ_y (numerically) zero: the jitter must carry it;
+    # at large var the null direction of Σ_y must not be lost to rounding
     mean = torch.tensor([[0.0, 1.0, -1.0], [30.0, -30.0, 0.0]], requires_grad=True)
     var = torch.full((2, 3), scale, requires_grad=True)
     loss = gaussian_likelihood_loss(mean, var, torch.tensor([1, 0]), 3)
