@@ -108,9 +108,14 @@ def create_model(spec: str) -> ModelPlugin:
 
 
 def plugin_source_hash(plugin: ModelPlugin) -> str:
-    """Hash of the plugin's module source: part of the checkpoint key, so edited code retrains."""
-    try:
-        source = inspect.getsource(sys.modules[type(plugin).__module__])
-    except (OSError, TypeError, KeyError):
-        source = type(plugin).__qualname__
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    """Hash of the code a trained checkpoint depends on: the plugin's module, every bundled ``models``
+    module (shared layers such as ``models.moments``) and the training loop; edited code retrains."""
+    names = {type(plugin).__module__, "benchmark.training"}
+    names |= {n for n in sys.modules if n == "models" or n.startswith("models.")}
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        try:
+            digest.update(inspect.getsource(sys.modules[name]).encode())
+        except (OSError, TypeError, KeyError):
+            digest.update(name.encode())
+    return digest.hexdigest()[:16]

@@ -96,3 +96,17 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
     monkeypatch.setattr(registry, "_discovered", False)
     monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint()] if group == "benchmark.models" else [])
     assert "from-entry-point" in registry.list_models()
+
+
+def test_checkpoint_key_follows_shared_model_code(monkeypatch):
+    """Editing a shared module (models.moments) must change EnDP's key, so its cached checkpoint retrains."""
+    import inspect
+
+    import models.moments
+    from benchmark.registry import plugin_source_hash
+
+    plugin = create_model("endp")
+    before = plugin_source_hash(plugin)
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + "# edited" if obj is models.moments else real(obj))
+    assert plugin_source_hash(plugin) != before
