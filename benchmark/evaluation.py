@@ -200,8 +200,9 @@ class Evaluator:
                 ]).cpu())
         if index is None:
             full = torch.cat(correct, dim=1).numpy()
-        else:  # examples not attacked were already broken in every re-evaluation: leave them to those attacks
-            full = np.ones((self.reevals, len(self.y)), dtype=bool)
+        else:  # examples not attacked were broken by the white-box attacks in every re-evaluation already:
+            # count them as broken, so a black-box row reads cumulatively (as AutoAttack reports its stages)
+            full = np.zeros((self.reevals, len(self.y)), dtype=bool)
             if len(index):
                 full[:, index] = torch.cat(correct, dim=1).numpy()
         rows = accuracy_rows(condition.name, eps, full)

@@ -163,3 +163,18 @@ def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
     metrics = metrics_of(tmp_path)
     autoattack = metrics[(metrics.condition == "autoattack") & (metrics.metric == "accuracy")].value.item()
     assert row["robust_acc"] <= autoattack
+
+
+def test_black_box_rows_are_cumulative_over_the_white_box_attacks(tmp_path):
+    """Square and transfer attack only the white-box survivors; their rows must not count the rest as robust."""
+    import numpy as np
+
+    run(RunRequest(model="mc-dropout", out=tmp_path, **TINY))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    load = lambda c: np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+    white = load("clean") & load("fgsm-0.3") & load("pgd-0.3") & load("pgd-long-0.3") & load("pgd-eot2x-0.3")
+    for name in ("square", "transfer"):
+        black = load(f"{name}-0.3")
+        assert black.shape == white.shape
+        assert not (black & ~white.any(0)).any()  # nothing counted robust that every white-box re-evaluation broke
+        assert black.mean() <= white.any(0).mean()
