@@ -53,6 +53,7 @@ class TrainConfig:
 
     epochs: int
     batch_size: int = 128
+    min_steps: int = 0  # small datasets (mnist-5k) get more epochs, so they see at least this many steps
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -84,7 +85,7 @@ class ModelPlugin:
 
     def train_config(self, task: Task) -> TrainConfig:
         """Default recipe: Adam, a few epochs on the quick profile, more on standard."""
-        return TrainConfig(epochs=2 if task.profile == "quick" else 20)
+        return TrainConfig(epochs=2 if task.profile == "quick" else 20, min_steps=1000)
 
     def loss(self, network: nn.Module, output, y: torch.Tensor, task: Task) -> torch.Tensor:
         """Training objective for one batch. Defaults to cross-entropy per predictive kind."""

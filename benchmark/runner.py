@@ -138,8 +138,8 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
              epochs: int | None):
     """The plugin's network, trained or loaded, in eval mode; with its training time, cache key and recipe."""
     recipe = plugin.train_config(task)
-    if epochs is not None:
-        recipe = dataclasses.replace(recipe, epochs=epochs)
+    if epochs is not None:  # an explicit --epochs is taken literally
+        recipe = dataclasses.replace(recipe, epochs=epochs, min_steps=0)
     torch.manual_seed(request.seed)
     network = plugin.build(task).to(device)
     key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,

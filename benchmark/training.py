@@ -30,14 +30,15 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
     optimizer = make_optimizer(network, config)
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    total_steps = steps_per_epoch * epochs
     schedule = (lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) if config.lr_schedule == "cosine" else (lambda step: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     network.train()
     start = time.perf_counter()
     with progress_bar() as bar:
         job = bar.add_task(f"train {plugin.name}", total=total_steps)
-        for epoch in range(config.epochs):
+        for epoch in range(epochs):
             order = torch.randperm(n, generator=generator)
             running, seen = 0.0, 0
             for i in range(steps_per_epoch):
@@ -55,6 +56,6 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
                 scheduler.step()
                 running += loss.item() * len(idx)
                 seen += len(idx)
-                bar.update(job, advance=1, description=f"train {plugin.name} epoch {epoch + 1}/{config.epochs} loss {running / seen:.4f}")
+                bar.update(job, advance=1, description=f"train {plugin.name} epoch {epoch + 1}/{epochs} loss {running / seen:.4f}")
     network.eval()
     return time.perf_counter() - start
