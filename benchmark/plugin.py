@@ -85,7 +85,7 @@ class ModelPlugin:
 
     def train_config(self, task: Task) -> TrainConfig:
         """Default recipe: Adam, a few epochs on the quick profile, more on standard."""
-        return TrainConfig(epochs=2 if task.profile == "quick" else 20, min_steps=1000)
+        return TrainConfig(epochs=2 if task.profile == "quick" else 20, min_steps=900)
 
     def loss(self, network: nn.Module, output, y: torch.Tensor, task: Task) -> torch.Tensor:
         """Training objective for one batch. Defaults to cross-entropy per predictive kind."""

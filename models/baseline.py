@@ -64,7 +64,7 @@ def make_cnn(task: Task, dropout: float = 0.0, always_on: bool = False) -> nn.Se
 def cnn_recipe(task: Task) -> TrainConfig:
     """Adam with cosine decay: 2 epochs on the quick profile, 20 (small nets) or 60 (CIFAR) on standard."""
     if task.profile == "quick":
-        return TrainConfig(epochs=2, lr=1e-3, min_steps=1000)
+        return TrainConfig(epochs=2, lr=1e-3, min_steps=900)
     return TrainConfig(epochs=20 if task.is_small_grayscale else 60, lr=1e-3, weight_decay=5e-4 * (not task.is_small_grayscale))
 
 
