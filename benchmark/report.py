@@ -135,7 +135,8 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
     blocks.append(Heading(f"Attacks (L∞, dataset ε = {_eps(eps)})"))
     if attacks:
         blocks.append(Table(_eps_table(attacks)))
-        not_run = [name for name in config.get("attack_settings") or {} if name not in attacks]
+        settings = config.get("attack_settings") or {}
+        not_run = [name for name in settings if name not in attacks] + ["autoattack"] * ("autoattack" not in settings)
         if not_run:
             blocks.append(Paragraph(f"Not run: {', '.join(not_run)}."))
         blocks.append(Image("eps.png", "Accuracy against epsilon"))
@@ -166,7 +167,7 @@ def _how_attacked(config: dict, metrics: pd.DataFrame) -> list[Block]:
     for name, s in settings.items():
         purpose = s.get("purpose", "")
         budget = ", ".join(f"{k}={v}" for k, v in s.items() if k != "purpose")
-        items.append(f"{name}: {purpose} ({budget})")
+        items.append(f"{name}: {purpose} ({budget})" if purpose else f"{name}: {budget}")
     blocks.append(Bullets(items) if items else Paragraph("No attacks recorded."))
     blocks.append(Paragraph(
         "Every final adversarial point is re-evaluated R times with fresh randomness by the deployed rule. "

@@ -72,7 +72,7 @@ def test_markdown_content(full_report: Path) -> None:
     assert "lossy" in md and "not CIFAR-10 numbers" in md
     assert "8/255" in md
     assert "Dropout stays on at test time" in md
-    assert "pgd: steps=20, restarts=1, step_size=0.01" in md
+    assert "pgd: steps=20, restarts=1, step_size=0.01" in md  # the attack's budget, under "How this model was attacked"
     for image in ("reliability.png", "noise.png", "eps.png"):
         assert f"]({image})" in md
     assert "not run" not in md.lower()

@@ -52,7 +52,12 @@ def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
 
     (run_dir,) = (tmp_path / "runs").iterdir()
     load = lambda c: np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
-    expected = (load("clean") & load("fgsm-0.3") & load("pgd-0.3")).mean()
+    at_eps = [p.stem for p in (run_dir / "conditions").glob("*-0.3.npz")]
+    assert {"fgsm-0.3", "pgd-0.3", "pgd-long-0.3", "square-0.3"} <= set(at_eps)
+    expected = load("clean")
+    for condition in at_eps:
+        expected = expected & load(condition)
+    expected = expected.mean()
     metrics = metrics_of(tmp_path)
     robust = metrics[(metrics.condition == "robust") & (metrics.param == 0.3) & (metrics.metric == "accuracy")].value.item()
     assert robust == pytest.approx(expected)
@@ -158,7 +163,7 @@ def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path
 
 def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
     row = run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "profile": "standard", "n_test": 8}))
-    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "autoattack"}
+    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "pgd-long", "autoattack", "square"}
     assert row["profile"] == "standard"
     metrics = metrics_of(tmp_path)
     autoattack = metrics[(metrics.condition == "autoattack") & (metrics.metric == "accuracy")].value.item()
