@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
+from models.baseline import Normalize
 from models.moments import (
     GaussianConv2d,
     GaussianLinear,
@@ -73,13 +74,6 @@ class EnsembleELU(nn.Module):
         return out_mean, (out - out_mean).pow(2).mean(0)
 
 
-class _Normalize(nn.Module):
-    """Maps [0, 1] inputs to [-1, 1] inside the network (the harness feeds [0, 1] images)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 2.0 * x - 1.0
-
-
 def _small_net(num_classes: int, n_samples: int) -> nn.Sequential:
     """Small net for 1x28x28 inputs: conv 32@5x5, pool, ELU, conv 64@5x5, pool, ELU, FC.
 
@@ -89,7 +83,7 @@ def _small_net(num_classes: int, n_samples: int) -> nn.Sequential:
     a CPU.
     """
     return nn.Sequential(
-        _Normalize(),
+        Normalize((0.5,), (0.5,)),  # [0, 1] -> [-1, 1]
         GaussianConv2d(1, 32, 5),
         MomentMaxPool2d(2),
         EnsembleELU(n_samples),
@@ -121,7 +115,7 @@ def _cifar_net(in_channels: int, size: int, num_classes: int, n_samples: int) ->
     def conv(cin: int, cout: int) -> GaussianConv2d:
         return GaussianConv2d(cin, cout, 3, padding=1, mean_std=(9 * cin) ** -0.5, rho_init=_CIFAR_RHO_INIT)
 
-    layers: list[nn.Module] = [_Normalize()]
+    layers: list[nn.Module] = [Normalize((0.5,) * in_channels, (0.5,) * in_channels)]
     channels = in_channels
     for width in (32, 64, 128):
         for _ in range(2):
