@@ -59,7 +59,7 @@ class Evaluator:
     """
 
     def __init__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, profile: Profile,
-                 eps: float, device: torch.device, seed: int, *, num_classes: int,
+                 eps: float, device: torch.device, seed: int, *,
                  surrogate: tuple[str, Predictor] | None = None,
                  load: Callable[[str], dict[str, np.ndarray]] | None = None):
         self.predictor = predictor
@@ -68,7 +68,6 @@ class Evaluator:
         self.eps = eps
         self.device = device
         self.seed = seed
-        self.num_classes = num_classes
         self.load = load
         random = predictor.is_random
         self.samples = profile.samples if random else 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.report import write_report
+from benchmark.report import JPEG_CAVEAT, write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
 SCHEMA = ["model", "dataset", "profile", "threat", "eps", "n_examples", "predictive", "samples", "eot",
@@ -22,8 +22,6 @@ SCHEMA = ["model", "dataset", "profile", "threat", "eps", "n_examples", "predict
           "train_seconds", "eval_seconds", "device", "version", "date"]
 EXTRA = ["robust_acc_ci_low", "robust_acc_ci_high", "robust_acc_worst", "reevals", "run_id"]
 PROFILE_ORDER = {"standard": 0, "quick": 1}
-CIFAR_JPEG_CAVEAT = ("cifar10-jpeg is CIFAR-10 decoded from a lossy JPEG copy: its numbers are not CIFAR-10 numbers "
-                     "and are not comparable with published CIFAR-10 results.")
 
 
 @contextmanager
@@ -38,7 +36,7 @@ def _locked(directory: Path):
 
 
 def report_dir(out: Path, dataset: str, model: str) -> Path:
-    return Path(out) / "leaderboards" / "reports" / slug(dataset) / slug(model)
+    return Path(out) / "leaderboards" / "reports" / _report_link(dataset, model)
 
 
 def table(out: Path, dataset: str) -> pd.DataFrame:
@@ -95,7 +93,7 @@ def _markdown(frame: pd.DataFrame, dataset: str) -> str:
 
     lines = [f"# Leaderboard: {cell(dataset)}", ""]
     if dataset == "cifar10-jpeg":
-        lines += [f"> {CIFAR_JPEG_CAVEAT}", ""]
+        lines += [f"> {JPEG_CAVEAT}", ""]
     lines += ["Robust accuracy is the per-example worst case over every attack run at the dataset's eps "
               "(L-inf), with a 95% interval. Only standard-profile rows are comparable across models.", ""]
     for profile, part in frame.groupby(frame.profile.map(PROFILE_ORDER).fillna(9), sort=True):
@@ -117,7 +115,7 @@ def _index_html(out: Path) -> str:
     sections = []
     for dataset in datasets_with_runs(out):
         frame = table(out, dataset)
-        caveat = f"<p class='caveat'>{html.escape(CIFAR_JPEG_CAVEAT)}</p>" if dataset == "cifar10-jpeg" else ""
+        caveat = f"<p class='caveat'>{html.escape(JPEG_CAVEAT)}</p>" if dataset == "cifar10-jpeg" else ""
         for profile, part in frame.groupby("profile", sort=False):
             head = "".join(f"<th onclick='sortTable(this)'>{html.escape(c)}</th>" for c in DISPLAY)
             body = []

@@ -116,7 +116,7 @@ def run(request: RunRequest) -> dict:
     if type(plugin).likelihood is not ModelPlugin.likelihood:
         likelihood = lambda out, y: plugin.likelihood(out, y, task)  # noqa: E731
     evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood), x_test, y_test, profile, eps,
-                          device, request.seed, num_classes=dataset.num_classes, surrogate=surrogate)
+                          device, request.seed, surrogate=surrogate)
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings())
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
