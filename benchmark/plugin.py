@@ -97,6 +97,18 @@ class ModelPlugin:
             return sum(F.cross_entropy(member, y) for member in output)
         return F.cross_entropy(output, y)
 
+    def before_step(self, network: nn.Module, progress: float) -> None:
+        """Called before every training step with the fraction of training done, in [0, 1): for
+        schedules the loss depends on (an epsilon warm-up, a KL annealing). Default: nothing."""
+
+    def finalize(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, config: TrainConfig,
+                 device: torch.device, seed: int) -> None:
+        """Called once after the shared training loop, on the same training data (x uint8 or float in
+        [0, 1]), before the checkpoint is written: for post-hoc steps (SWA moment collection, a Laplace
+        fit, a second SVI phase). Everything it computes must live in the network's parameters or
+        buffers, so the checkpoint carries it. The network is still in train mode; counted in the
+        training time. Default: nothing."""
+
     def likelihood(self, output, y: torch.Tensor, task: Task) -> torch.Tensor:
         """Per-example value of the plugin's own training likelihood, if it has one besides the
         cross-entropy (moment models): attacks then also follow it. Override to enable."""

@@ -45,6 +45,7 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
                 xb = to_float(x[idx].to(device, non_blocking=True))
                 yb = y[idx].to(device, non_blocking=True)
+                plugin.before_step(network, (epoch * steps_per_epoch + i) / total_steps)
                 if config.noise_sigma > 0:
                     xb = (xb + config.noise_sigma * torch.randn_like(xb)).clamp(0, 1)
                 loss = plugin.loss(network, network(xb), yb, task)
@@ -57,5 +58,6 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
                 running += loss.item() * len(idx)
                 seen += len(idx)
                 bar.update(job, advance=1, description=f"train {plugin.name} epoch {epoch + 1}/{epochs} loss {running / seen:.4f}")
+    plugin.finalize(network, x, y, task, config, device, seed)
     network.eval()
     return time.perf_counter() - start
