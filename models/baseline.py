@@ -34,15 +34,20 @@ class MCDropout(nn.Dropout):
         return F.dropout(x, self.p, training=True)
 
 
-def make_cnn(task: Task, dropout: float = 0.0, always_on: bool = False) -> nn.Sequential:
-    """The baseline architecture for the task's input shape, with optional dropout before each dense layer."""
+def make_cnn(task: Task, dropout: float = 0.0, always_on: bool = False, batch_norm: bool = False) -> nn.Sequential:
+    """The baseline architecture for the task's input shape, with optional dropout before each dense layer.
+
+    ``batch_norm`` adds a BatchNorm2d after each conv of the small net (SWAG needs batch norm); the
+    CIFAR net always has it. Without it the modules, and so the initialisation, are unchanged.
+    """
     drop = (lambda: MCDropout(dropout) if always_on else nn.Dropout(dropout)) if dropout > 0 else nn.Identity
+    norm = (lambda c: [nn.BatchNorm2d(c)]) if batch_norm else (lambda c: [])
     channels, height, _ = task.input_shape
     if task.is_small_grayscale:
         return nn.Sequential(
             Normalize((0.5,) * channels, (0.5,) * channels),
-            nn.Conv2d(channels, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 16, 5, padding=2), *norm(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5, padding=2), *norm(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), drop(),
             nn.Linear(32 * (height // 4) ** 2, 128), nn.ReLU(), drop(),
             nn.Linear(128, task.num_classes),
