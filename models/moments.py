@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# the one KL sum of every layer with a kl() method, re-exported for the moment plugins
+from models.variational import kl_divergence  # noqa: F401
+
 Moments = tuple[Tensor, Tensor]
 
 #: ρ such that σ² = softplus(ρ) ≈ 0.01 at initialisation (Carannante et al. 2020)
@@ -126,12 +129,6 @@ class MomentFlatten(nn.Module):
     def forward(self, x: Moments) -> Moments:
         mean, var = x
         return mean.flatten(1), var.flatten(1)
-
-
-def kl_divergence(module: nn.Module) -> Tensor:
-    """Σ over every Gaussian layer in ``module`` of KL(N(M, σ²) ‖ N(0, 1)) per weight."""
-    terms = [m.kl() for m in module.modules() if isinstance(m, _GaussianWeights)]
-    return torch.stack(terms).sum()
 
 
 def softmax_moments(mean_logits: Tensor, var_logits: Tensor) -> tuple[Tensor, Tensor]:

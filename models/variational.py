@@ -1,0 +1,275 @@
+"""Mean-field variational layers with the local reparameterization trick, shared by the weight-space
+variational plugins (``bbb``, ``vd``, ``stf-bnn``) and the certifiable ``ibp-bnn``.
+
+Every weight is an independent Gaussian, w ~ N(μ, σ²). For a layer that is linear in its weights,
+z = Σ_i w_i a_i + b, the pre-activation given the input a is Gaussian too:
+
+    E z = Σ μ_i a_i + μ_b,    Var z = Σ σ_i² a_i² + σ_b²,
+
+so instead of sampling one weight matrix per mini-batch, the *local reparameterization trick*
+(Kingma, Salimans, Welling, "Variational Dropout and the Local Reparameterization Trick", NeurIPS
+2015) samples the pre-activation directly, z = E z + √(Var z) · ζ with ζ ~ N(0, 1) drawn per example
+and per unit. A dense layer computes both moments with two matrix products, a convolution with two
+convolutions, conv(a, μ) and conv(a², σ²). The noise of different examples is independent, as the
+harness requires of a stochastic network (it repeats inputs along the batch axis to draw), and the
+gradient estimator has a lower variance than per-batch weight sampling. Note that within one example
+the noise of units sharing weights (one conv kernel at two positions) is drawn independently: each
+*marginal* is exact, the correlations across positions are not (Kingma et al. 2015, Molchanov et al.
+2017 make the same approximation for convolutions).
+
+API
+---
+``LocalReparameterization``
+    Base class of a layer whose weights are independent Gaussians. Subclasses give the geometry
+    (``transform(x, weight, bias)``: ``F.linear`` or ``F.conv2d``) and the distribution
+    (``weight_moments() -> (w_mean, w_var, b_mean, b_var or None)`` and ``kl()``). It provides
+    ``forward(x)`` (local reparameterization, fresh noise on every call in train *and* eval mode),
+    ``sample_weights() -> (weight, bias)`` (one draw, differentiable in the variational parameters,
+    for interval bound propagation), ``mean_weights() -> (weight, bias)`` and ``deterministic()`` (an
+    ``nn.Linear``/``nn.Conv2d`` holding the mean weights).
+``MeanFieldLinear(in_features, out_features, prior_std=1.0, rho_init=-5.0)`` and
+``MeanFieldConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, prior_std=1.0, rho_init=-5.0)``
+    Gaussian weights *and* biases, σ = softplus(ρ), parameters ``weight_mu, weight_rho, bias_mu,
+    bias_rho``; prior N(0, prior_std²) on every weight and bias (Blundell et al., "Weight Uncertainty in
+    Neural Networks", ICML 2015); ``kl()`` the closed-form KL(q ‖ p) summed over the layer. The means
+    start at PyTorch's default initialisation of the deterministic layer, ρ at ``rho_init``
+    (σ ≈ 0.0067 for -5). ``from_layer(layer, ...)`` builds one with the geometry (and, with
+    ``copy_weights=True``, the weights as means) of an ``nn.Linear``/``nn.Conv2d``.
+``kl_divergence(module)``
+    Σ of ``kl()`` over every submodule that has one (these layers, the Gaussian moment layers of
+    ``models.moments``, the variational dropout layers): a layer's ``kl()`` covers its own
+    parameters only.
+``swap_layers(network, convert)``
+    Replaces, in place, every submodule for which ``convert(module)`` returns a module (e.g. every
+    ``nn.Conv2d``/``nn.Linear`` of a baseline architecture by its mean-field counterpart), so the
+    plugins reuse the architectures of ``models.baseline`` rather than copying them.
+``posterior_mean(network)``
+    A deep copy with every ``LocalReparameterization`` layer replaced by its ``deterministic()``
+    version: the deterministic surrogate the harness attacks for transfer.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: added to the pre-activation variance under the square root: keeps the gradient finite where the
+#: variance is exactly zero (a zero input and a deterministic bias), negligible elsewhere (std 1e-8)
+VAR_FLOOR = 1e-16
+
+
+class LocalReparameterization(nn.Module):
+    """A layer linear in independent Gaussian weights, sampled through its pre-activations."""
+
+    def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """The layer's linear map for the given weights (``F.linear``, ``F.conv2d``, ...)."""
+        raise NotImplementedError
+
+    def weight_moments(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Means and variances of the weights and bias; a ``None`` bias variance is a deterministic bias."""
+        raise NotImplementedError
+
+    def kl(self) -> Tensor:
+        """KL(q ‖ prior) of this layer's own parameters."""
+        raise NotImplementedError
+
+    def deterministic(self) -> nn.Module:
+        """The deterministic layer with the posterior-mean weights."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        w_mean, w_var, b_mean, b_var = self.weight_moments()
+        mean = self.transform(x, w_mean, b_mean)
+        var = self.transform(x.square(), w_var, b_var)
+        return mean + (var + VAR_FLOOR).sqrt() * torch.randn_like(mean)
+
+    def sample_weights(self) -> tuple[Tensor, Tensor | None]:
+        """One draw (weight, bias) of the weights, w = μ + σ ε, differentiable in the variational parameters."""
+        w_mean, w_var, b_mean, b_var = self.weight_moments()
+        weight = w_mean + w_var.sqrt() * torch.randn_like(w_mean)
+        bias = b_mean if b_var is None or b_mean is None else b_mean + b_var.sqrt() * torch.randn_like(b_mean)
+        return weight, bias
+
+    def mean_weights(self) -> tuple[Tensor, Tensor | None]:
+        w_mean, _, b_mean, _ = self.weight_moments()
+        return w_mean, b_mean
+
+
+class DenseGeometry:
+    """Mixin: the layer is ``F.linear``; its deterministic version an ``nn.Linear``."""
+
+    in_features: int
+    out_features: int
+
+    def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    def deterministic(self) -> nn.Linear:
+        weight, bias = self.mean_weights()
+        layer = nn.Linear(self.in_features, self.out_features, bias=bias is not None)
+        _copy_into(layer, weight, bias)
+        return layer.to(weight.device)
+
+
+class ConvGeometry:
+    """Mixin: the layer is ``F.conv2d`` with a stride and padding; its deterministic version an ``nn.Conv2d``."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+
+    def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
+
+    def deterministic(self) -> nn.Conv2d:
+        weight, bias = self.mean_weights()
+        layer = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                          bias=bias is not None)
+        _copy_into(layer, weight, bias)
+        return layer.to(weight.device)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+def _copy_into(layer: nn.Module, weight: Tensor, bias: Tensor | None) -> None:
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+
+
+def conv_geometry(layer: nn.Conv2d) -> dict:
+    """The square-kernel, int stride/padding geometry of ``layer`` (what the variational convs support)."""
+    if (len(set(layer.kernel_size)) != 1 or len(set(layer.stride)) != 1 or not isinstance(layer.padding, tuple)
+            or len(set(layer.padding)) != 1 or layer.groups != 1 or set(layer.dilation) != {1}):
+        raise ValueError(f"unsupported convolution geometry: {layer}")
+    return dict(kernel_size=layer.kernel_size[0], stride=layer.stride[0], padding=layer.padding[0])
+
+
+class _GaussianPrior(LocalReparameterization):
+    """Weights and biases N(μ, softplus(ρ)²), prior N(0, prior_std²) on each (Blundell et al. 2015)."""
+
+    def __init__(self, template: nn.Module, prior_std: float, rho_init: float):
+        super().__init__()
+        if prior_std <= 0:
+            raise ValueError(f"prior_std must be positive, got {prior_std}")
+        self.prior_std = prior_std
+        # the means start where PyTorch's deterministic layer does (Kaiming-uniform weights)
+        self.weight_mu = nn.Parameter(template.weight.detach().clone())
+        self.weight_rho = nn.Parameter(torch.full_like(self.weight_mu, rho_init))
+        self.bias_mu = nn.Parameter(template.bias.detach().clone())
+        self.bias_rho = nn.Parameter(torch.full_like(self.bias_mu, rho_init))
+
+    @property
+    def weight_sigma(self) -> Tensor:
+        return F.softplus(self.weight_rho)
+
+    @property
+    def bias_sigma(self) -> Tensor:
+        return F.softplus(self.bias_rho)
+
+    def weight_moments(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.weight_mu, self.weight_sigma.square(), self.bias_mu, self.bias_sigma.square()
+
+    def kl(self) -> Tensor:
+        """Σ KL(N(μ, σ²) ‖ N(0, p²)) = Σ [log(p/σ) + (σ² + μ²)/(2p²) − ½] over weights and biases."""
+        return (gaussian_kl(self.weight_mu, self.weight_sigma, self.prior_std)
+                + gaussian_kl(self.bias_mu, self.bias_sigma, self.prior_std))
+
+    def load_means(self, layer: nn.Module) -> None:
+        """Copy a deterministic layer's weights and bias into the means."""
+        with torch.no_grad():
+            self.weight_mu.copy_(layer.weight)
+            self.bias_mu.copy_(layer.bias)
+
+
+def gaussian_kl(mu: Tensor, sigma: Tensor, prior_std: float) -> Tensor:
+    """Σ KL(N(μ, σ²) ‖ N(0, prior_std²)), elementwise then summed."""
+    ratio = (sigma / prior_std).square()
+    return 0.5 * (ratio + (mu / prior_std).square() - 1.0 - ratio.log()).sum()
+
+
+class MeanFieldLinear(DenseGeometry, _GaussianPrior):
+    """Dense layer with mean-field Gaussian weights and biases, sampled by local reparameterization."""
+
+    def __init__(self, in_features: int, out_features: int, prior_std: float = 1.0, rho_init: float = -5.0):
+        super().__init__(nn.Linear(in_features, out_features), prior_std, rho_init)
+        self.in_features, self.out_features = in_features, out_features
+
+    @classmethod
+    def from_layer(cls, layer: nn.Linear, copy_weights: bool = True, **kwargs) -> "MeanFieldLinear":
+        new = cls(layer.in_features, layer.out_features, **kwargs).to(layer.weight.device)
+        if copy_weights:
+            new.load_means(layer)
+        return new
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, prior_std={self.prior_std}"
+
+
+class MeanFieldConv2d(ConvGeometry, _GaussianPrior):
+    """2-D convolution with mean-field Gaussian kernels and biases: mean conv(a, μ), variance conv(a², σ²)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 prior_std: float = 1.0, rho_init: float = -5.0):
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), prior_std, rho_init)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding = stride, padding
+
+    @classmethod
+    def from_layer(cls, layer: nn.Conv2d, copy_weights: bool = True, **kwargs) -> "MeanFieldConv2d":
+        new = cls(layer.in_channels, layer.out_channels, **conv_geometry(layer), **kwargs).to(layer.weight.device)
+        if copy_weights:
+            new.load_means(layer)
+        return new
+
+
+def mean_field(layer: nn.Module, **kwargs) -> nn.Module | None:
+    """The mean-field counterpart of an ``nn.Linear``/``nn.Conv2d`` (means = its weights), else None:
+    a ``convert`` for :func:`swap_layers`."""
+    if isinstance(layer, nn.Linear):
+        return MeanFieldLinear.from_layer(layer, **kwargs)
+    if isinstance(layer, nn.Conv2d):
+        return MeanFieldConv2d.from_layer(layer, **kwargs)
+    return None
+
+
+def swap_layers(network: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
+    """Replace in place every submodule ``m`` for which ``convert(m)`` is not None (children of a replaced
+    module are not visited); returns ``network``."""
+    for name, child in network.named_children():
+        new = convert(child)
+        if new is not None:
+            setattr(network, name, new)
+        else:
+            swap_layers(child, convert)
+    return network
+
+
+def posterior_mean(network: nn.Module) -> nn.Module:
+    """A deterministic copy of ``network``: every variational layer replaced by its mean-weight layer."""
+    deterministic = copy.deepcopy(network)
+    return swap_layers(deterministic, lambda m: m.deterministic() if isinstance(m, LocalReparameterization) else None)
+
+
+def kl_divergence(module: nn.Module) -> Tensor:
+    """Σ of ``kl()`` over every submodule of ``module`` (itself included) that defines one."""
+    terms = [m.kl() for m in module.modules() if callable(getattr(m, "kl", None))]
+    if not terms:
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        return torch.zeros((), device=device)
+    return torch.stack(terms).sum()
+
+
+__all__ = [
+    "LocalReparameterization", "DenseGeometry", "ConvGeometry", "MeanFieldLinear", "MeanFieldConv2d",
+    "gaussian_kl", "mean_field", "swap_layers", "posterior_mean", "kl_divergence", "conv_geometry",
+]
