@@ -1,0 +1,130 @@
+"""Interval bound propagation is sound: every input sampled from the eps-ball (uniformly, and at its
+corners, where ReLU nets take their extremes) has logits inside the propagated bounds."""
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.bounds import (
+    CERTIFY_MARGIN,
+    certified,
+    certified_margin,
+    input_box,
+    propagate,
+    worst_case_logits,
+)
+from models.baseline import Normalize
+
+TOL = 1e-9  # float64 rounding
+
+
+def conv_net(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        Normalize((0.4, 0.5), (0.2, 0.3)),
+        nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ELU(),
+        nn.Flatten(), nn.Linear(8 * 3 * 3, 16), nn.Tanh(), nn.Linear(16, 5),
+    ).double()
+
+
+def dense_net(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(2 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                         nn.Linear(32, 5)).double()
+
+
+def ball_samples(x: torch.Tensor, eps: float, n: int) -> torch.Tensor:
+    """n points per input in the eps-ball intersected with [0, 1]: half uniform, half corners."""
+    shape = (n, *x.shape)
+    uniform = (torch.rand(shape, dtype=x.dtype) * 2 - 1) * eps
+    corners = torch.randint(0, 2, shape).to(x.dtype) * 2 * eps - eps
+    delta = torch.cat([uniform[: n // 2], corners[n // 2:]])
+    return (x.unsqueeze(0) + delta).clamp(0, 1)
+
+
+@pytest.mark.parametrize("make", [conv_net, dense_net])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("eps", [0.01, 0.1, 0.3])
+def test_bounds_contain_every_sampled_input(make, seed, eps):
+    net = make(seed)
+    torch.manual_seed(100 + seed)
+    x = torch.rand(4, 2, 12, 12, dtype=torch.float64)
+    lower, upper = propagate(net, *input_box(x, eps))
+    assert (lower <= upper).all()
+    with torch.no_grad():
+        outs = net(ball_samples(x, eps, 400).flatten(0, 1)).view(400, 4, -1)
+    assert (outs >= lower - TOL).all() and (outs <= upper + TOL).all()
+
+
+def test_a_point_box_gives_the_forward_pass():
+    net = conv_net(3)
+    x = torch.rand(3, 2, 12, 12, dtype=torch.float64)
+    lower, upper = propagate(net, x, x)
+    torch.testing.assert_close(lower, net(x).detach())
+    torch.testing.assert_close(upper, net(x).detach())
+
+
+def test_affine_bounds_are_exact():
+    """For one affine map the interval is attained: at the corner x = c + sign(W_i) r for unit i."""
+    torch.manual_seed(0)
+    layer = nn.Linear(20, 6).double()
+    lower, upper = torch.rand(1, 20, dtype=torch.float64) * 0.5, None
+    upper = lower + torch.rand(1, 20, dtype=torch.float64) * 0.5
+    low, high = propagate([layer], lower, upper)
+    centre, radius = (upper + lower) / 2, (upper - lower) / 2
+    corners_hi = centre + layer.weight.sign() * radius  # row i maximises unit i
+    corners_lo = centre - layer.weight.sign() * radius
+    with torch.no_grad():
+        torch.testing.assert_close(layer(corners_hi).diagonal(), high[0])
+        torch.testing.assert_close(layer(corners_lo).diagonal(), low[0])
+
+
+def test_bounds_are_nested_in_eps():
+    net = conv_net(4)
+    x = torch.rand(2, 2, 12, 12, dtype=torch.float64)
+    small, large = propagate(net, *input_box(x, 0.05)), propagate(net, *input_box(x, 0.1))
+    assert (large[0] <= small[0] + TOL).all() and (small[1] <= large[1] + TOL).all()
+
+
+def test_input_box_is_clipped_to_the_image_range():
+    x = torch.tensor([[0.0, 0.05, 0.5, 0.97, 1.0]])
+    lower, upper = input_box(x, 0.1)
+    torch.testing.assert_close(lower, torch.tensor([[0.0, 0.0, 0.4, 0.87, 0.9]]))
+    torch.testing.assert_close(upper, torch.tensor([[0.1, 0.15, 0.6, 1.0, 1.0]]))
+
+
+def test_custom_weights_are_used_for_the_layers_they_name():
+    """The weight source replaces a layer's parameters (one posterior draw of a Bayesian layer)."""
+    net = dense_net(5)
+    x = torch.rand(2, 2, 12, 12, dtype=torch.float64)
+    first = net[1]
+    swapped = (torch.zeros_like(first.weight), torch.ones_like(first.bias))
+    lower, upper = propagate(net, x, x, lambda m: swapped if m is first else None)
+    expected = net[2:](torch.ones(2, 32, dtype=torch.float64))
+    torch.testing.assert_close(lower, expected.detach().expand_as(lower))
+
+
+@pytest.mark.parametrize("layer", [nn.GELU(), nn.SiLU(), nn.Dropout(0.5), nn.BatchNorm1d(4), nn.LeakyReLU(-0.1)])
+def test_layers_without_a_sound_rule_are_refused(layer):
+    with pytest.raises(TypeError):
+        propagate([layer], torch.zeros(2, 4), torch.ones(2, 4))
+
+
+def test_bounds_are_differentiable_in_the_weights():
+    net = dense_net(6)
+    x = torch.rand(2, 2, 12, 12, dtype=torch.float64)
+    lower, upper = propagate(net, *input_box(x, 0.1))
+    (upper - lower).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_worst_case_logits_and_the_certificate_by_hand():
+    lower = torch.tensor([[2.0, -1.0, 0.0], [0.5, 0.4, 0.0], [1.0, 1.0, 1.0]])
+    upper = torch.tensor([[3.0, 1.5, 1.9], [2.0, 0.6, 0.1], [1.0, 1.0, 1.0]])
+    y = torch.tensor([0, 1, 2])
+    torch.testing.assert_close(worst_case_logits(lower, upper, y),
+                               torch.tensor([[2.0, 1.5, 1.9], [2.0, 0.4, 0.1], [1.0, 1.0, 1.0]]))
+    torch.testing.assert_close(certified_margin(lower, upper, y), torch.tensor([0.1, -1.6, 0.0]))
+    assert certified(lower, upper, y).tolist() == [True, False, False]  # a tie is not certified
+    assert CERTIFY_MARGIN < 0.1
