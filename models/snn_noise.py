@@ -1,0 +1,72 @@
+"""SNN-noise: the LIF spiking network trained with membrane-noise injection and the likelihood-ratio gradient
+(Zhang et al., "A Novel Noise Injection-based Training Scheme for Better Model Robustness", arXiv 2302.10802).
+
+Every neuron (hidden LIF neurons and the read-out) receives v_t = W x_t + b + sigma * eps_t. Training
+uses no gradient through the spikes: the gradient of the expected loss with respect to the weights and
+to the noise levels is the likelihood-ratio (score-function) estimate
+
+    grad_W E[L] = E[(L - b) sum_t (eps_t / sigma) x_t^T],    grad_sigma E[L] = E[(L - b) sum_t (eps_t^2 - 1) / sigma],
+
+with the baseline b the mean loss of the other examples in the batch (leave-one-out, so the estimate
+stays unbiased). :func:`models.spiking.likelihood_ratio_loss` turns it into a scalar for the shared
+training loop: its value is the cross-entropy, its autograd gradient the estimate above. The network,
+its LIF neuron and its surrogate spike derivative are those of ``snn`` (:mod:`models.snn`).
+
+Noise stays on at test time: the robustness the paper reports comes from the noisy network, so the
+plugin is ``stochastic`` (the harness averages the softmax of S draws and attacks it with EOT over the
+noise). Attacks get input gradients through the surrogate spike derivative (BPDA): ``gradients =
+"surrogate"``. The likelihood-ratio rule is only how the weights are trained.
+
+Not verified against the full text (only the abstract was available to us): the networks, T, the encoding,
+the initial noise level, whether test-time noise is kept, and the paper's memory-saving approximation. Our
+implementation needs no memory for the spike graph (each layer's input is detached in training); it keeps
+each step's layer inputs for the score, as autograd does, rather than any further approximation.
+Recipe (ours): initial sigma 0.3 (threshold 1), floor 0.05; Adam lr 1e-3, cosine; more epochs than
+``snn`` because the estimator is noisier (see :meth:`SNNNoise.train_config`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
+from models.snn import build_spiking_net, time_steps
+from models.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
+
+SIGMA_INIT = 0.3
+
+
+@register_model("snn-noise")
+class SNNNoise(ModelPlugin):
+    """LIF spiking network with membrane-noise injection, trained by the likelihood-ratio estimator for weights and
+    noise levels (Zhang et al., arXiv 2302.10802); stochastic at test time."""
+
+    predictive = "stochastic"
+    gradients = "surrogate"
+    summary = "noisy LIF spiking net trained by the likelihood-ratio gradient (weights and noise levels)"
+
+    def build(self, task: Task) -> nn.Module:
+        return build_spiking_net(task, time_steps(task), noise_sigma=SIGMA_INIT, likelihood_ratio=True)
+
+    def train_config(self, task: Task) -> TrainConfig:
+        if task.profile == "quick":
+            return TrainConfig(epochs=6, lr=1e-3, min_steps=2700)
+        return TrainConfig(epochs=40 if task.is_small_grayscale else 100, lr=1e-3)
+
+    def loss(self, network: SpikingNetwork, output: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+        if network.log_density is None:  # not in likelihood-ratio mode: plain cross-entropy through the surrogate
+            return F.cross_entropy(output, y)
+        return likelihood_ratio_loss(F.cross_entropy(output, y, reduction="none"), network.log_density)
+
+    def surrogate(self, network: nn.Module) -> nn.Module:
+        """The same weights without membrane noise: a deterministic network for the transfer attack."""
+        quiet = copy.deepcopy(network)
+        for module in quiet.modules():
+            if getattr(module, "noise", None) is not None and isinstance(module.noise, MembraneNoise):
+                module.noise = None
+        return quiet
