@@ -20,7 +20,8 @@ from benchmark.store import atomic_write_text, list_runs, read_json, slug
 SCHEMA = ["model", "dataset", "profile", "threat", "eps", "n_examples", "predictive", "samples", "eot",
           "clean_acc", "robust_acc", "attacks", "noise_acc_mean", "ece", "nll", "brier", "flags", "params",
           "train_seconds", "eval_seconds", "device", "version", "date"]
-EXTRA = ["robust_acc_ci_low", "robust_acc_ci_high", "robust_acc_worst", "reevals", "run_id"]
+EXTRA = ["robust_acc_ci_low", "robust_acc_ci_high", "robust_acc_worst", "reevals", "run_id", "certified_acc"]
+#: certified_acc: IBP-certified accuracy at eps for plugins with interval bounds (docs/protocol.md), else empty
 PROFILE_ORDER = {"standard": 0, "quick": 1}
 
 
@@ -82,7 +83,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-DISPLAY = ["model", "predictive", "clean_acc", "robust_acc", "robust_acc_ci_low", "robust_acc_ci_high", "attacks",
+DISPLAY = ["model", "predictive", "clean_acc", "robust_acc", "robust_acc_ci_low", "robust_acc_ci_high", "certified_acc", "attacks",
            "noise_acc_mean", "ece", "nll", "brier", "flags", "samples", "eot", "n_examples", "eps", "params",
            "train_seconds", "eval_seconds", "device", "date"]
 
