@@ -64,15 +64,20 @@ class KernelAveragePool(nn.Module):
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = a.shape
+        rows, cols = channel_grid(channels) if self.topographic else (1, channels)
+        grid = a.reshape(batch, rows, cols, height * width)
+        total = self._window_sum(grid)
+        # how many real (not padded) channels each window holds: the mean ignores the padding
+        count = self._window_sum(torch.ones(1, rows, cols, 1, dtype=a.dtype, device=a.device))
+        return (total / count).reshape(batch, channels, height, width)
+
+    def _window_sum(self, grid: torch.Tensor) -> torch.Tensor:
+        """Zero-padded K-wide (1D: along cols) or K x K (2D: rows and cols) window sums of [B, rows, cols, N]."""
         k, pad = self.kernel_size, self.kernel_size // 2
-        if not self.topographic:
-            # channels become the pooled axis of a 3D pool over (C, H, W) with a (K, 1, 1) window
-            out = F.avg_pool3d(a.unsqueeze(1), (k, 1, 1), stride=1, padding=(pad, 0, 0), count_include_pad=False)
-            return out.squeeze(1)
-        rows, cols = channel_grid(channels)
-        grid = a.reshape(batch, 1, rows, cols, height * width)
-        out = F.avg_pool3d(grid, (k, k, 1), stride=1, padding=(pad, pad, 0), count_include_pad=False)
-        return out.reshape(batch, channels, height, width)
+        row_pad = pad if self.topographic else 0
+        padded = F.pad(grid, (0, 0, pad, pad, row_pad, row_pad))
+        summed = padded.unfold(2, k, 1).sum(-1)
+        return summed.unfold(1, k, 1).sum(-1) if self.topographic else summed
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, topographic={self.topographic}"

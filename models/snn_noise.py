@@ -39,6 +39,7 @@ from models.snn import build_spiking_net, time_steps
 from models.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
 
 SIGMA_INIT = 0.3
+TRAIN_DRAWS = 4
 
 
 @register_model("snn-noise")
@@ -51,7 +52,9 @@ class SNNNoise(ModelPlugin):
     summary = "noisy LIF spiking net trained by the likelihood-ratio gradient (weights and noise levels)"
 
     def build(self, task: Task) -> nn.Module:
-        return build_spiking_net(task, time_steps(task), noise_sigma=SIGMA_INIT, likelihood_ratio=True)
+        network = build_spiking_net(task, time_steps(task), noise_sigma=SIGMA_INIT, likelihood_ratio=True)
+        network.train_draws = TRAIN_DRAWS
+        return network
 
     def train_config(self, task: Task) -> TrainConfig:
         if task.profile == "quick":
@@ -61,7 +64,9 @@ class SNNNoise(ModelPlugin):
     def loss(self, network: SpikingNetwork, output: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
         if network.log_density is None:  # not in likelihood-ratio mode: plain cross-entropy through the surrogate
             return F.cross_entropy(output, y)
-        return likelihood_ratio_loss(F.cross_entropy(output, y, reduction="none"), network.log_density)
+        logits = network.draw_logits  # [draws, B, classes]
+        losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(logits.shape[0]), reduction="none")
+        return likelihood_ratio_loss(losses.view(logits.shape[:2]), network.log_density)
 
     def surrogate(self, network: nn.Module) -> nn.Module:
         """The same weights without membrane noise: a deterministic network for the transfer attack."""

@@ -146,14 +146,16 @@ class SpikingNetwork(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, body: list[nn.Module], readout: Readout, time_steps: int,
-                 likelihood_ratio: bool = False):
+                 likelihood_ratio: bool = False, train_draws: int = 1):
         super().__init__()
+        self.train_draws = train_draws
         self.encoder = encoder
         self.body = nn.ModuleList(body)
         self.readout = readout
         self.time_steps = time_steps
         self.likelihood_ratio = likelihood_ratio
         self.log_density: torch.Tensor | None = None
+        self.draw_logits: torch.Tensor | None = None
 
     def _synapse(self, layer: nn.Module, x: torch.Tensor, detach: bool) -> torch.Tensor:
         return layer.synapse(x.detach() if detach else x)
@@ -161,6 +163,9 @@ class SpikingNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lr_mode = self.training and self.likelihood_ratio
         log_density: list[torch.Tensor] | None = [] if lr_mode else None
+        batch = x.shape[0]
+        if lr_mode and self.train_draws > 1:
+            x = x.repeat(self.train_draws, *([1] * (x.dim() - 1)))
         x = self.encoder(x)
         # direct encoding: the first synaptic layer sees the same input at every step, so its current is computed once
         first = next(i for i, m in enumerate(self.body) if isinstance(m, SpikingLayer))
@@ -179,28 +184,39 @@ class SpikingNetwork(nn.Module):
                 else:
                     h = module(h)
             total = total + self.readout.step(self._synapse(self.readout, h, lr_mode), log_density)
-        self.log_density = torch.stack(log_density).sum(0) if lr_mode else None
-        return total / self.time_steps
+        logits = total / self.time_steps
+        if not lr_mode:
+            self.log_density = self.draw_logits = None
+            return logits
+        # likelihood-ratio mode: [draws, B] scores and [draws, B, classes] logits for the loss; the mean logits out
+        self.log_density = torch.stack(log_density).sum(0).view(-1, batch)
+        self.draw_logits = logits.view(-1, batch, logits.shape[-1])
+        return self.draw_logits.mean(0)
 
 
-def leave_one_out_baseline(losses: torch.Tensor) -> torch.Tensor:
-    """b_i = mean of the other examples' losses: a baseline independent of example i's own noise (keeps the
-    estimator unbiased) that removes most of the loss's common level."""
-    n = losses.shape[0]
+def leave_one_out_baseline(losses: torch.Tensor, dim: int) -> torch.Tensor:
+    """b = mean of the other entries' losses along ``dim``: independent of the entry's own noise (the estimator stays
+    unbiased) while removing most of the loss's common level."""
+    n = losses.shape[dim]
     if n < 2:
         return torch.zeros_like(losses)
-    return (losses.sum() - losses) / (n - 1)
+    return (losses.sum(dim, keepdim=True) - losses) / (n - 1)
 
 
 def likelihood_ratio_loss(losses: torch.Tensor, log_density: torch.Tensor) -> torch.Tensor:
     """A scalar whose value is mean(losses) and whose gradient is the likelihood-ratio estimate
 
-        grad E[L] ~ mean_i (L_i - b_i) * grad log p(v_i),
+        grad E[L] ~ mean (L - b) * grad log p(v),
 
     i.e. E[(L - b)(eps / sigma) x^T] for the weights and E[(L - b)(eps^2 - 1) / sigma] for the noise levels,
-    summed over units and time steps (Zhang et al., arXiv 2302.10802). ``losses`` are per-example and are
-    treated as constants; ``log_density`` carries the graph to the weights and the noise levels.
+    summed over units and time steps (Zhang et al., arXiv 2302.10802). ``losses`` and ``log_density`` are
+    [draws, B] (several noise draws per example) or [B]; the losses are treated as constants, ``log_density``
+    carries the graph to the weights and noise levels. Baseline b: with several draws, the mean loss of the
+    example's other draws (its own expected loss, up to noise); with one, the mean loss of the other examples.
     """
     losses = losses.detach()
-    score = ((losses - leave_one_out_baseline(losses)) * log_density).mean()
+    if losses.dim() == 1:
+        losses, log_density = losses.unsqueeze(0), log_density.unsqueeze(0)
+    dim = 0 if losses.shape[0] > 1 else 1
+    score = ((losses - leave_one_out_baseline(losses, dim)) * log_density).mean()
     return losses.mean() + score - score.detach()
