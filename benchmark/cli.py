@@ -5,6 +5,7 @@ Errors a user can fix print one line (``error: ...``) and exit with status 2; ``
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,11 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmark.distributed import shutdown
 from benchmark.errors import BenchmarkError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Robustness benchmark for uncertainty-aware neural networks.")
-out_console = Console()
+out_console = Console(quiet=os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 speaks
 _state = {"debug": False}
 
 
@@ -151,6 +153,7 @@ def main() -> None:
     """Console entry point: one line per error unless --debug."""
     try:
         app(standalone_mode=False)
+        shutdown()
     except BenchmarkError as exc:
         if _state["debug"]:
             raise

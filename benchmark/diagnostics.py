@@ -31,6 +31,8 @@ FLAGS = {
     "nan-grad": "some clean input has a non-finite input gradient",
     "probability-output": "the network's outputs already sum to one per row: probabilities fed to a cross-entropy",
     "randomness-unreported": "two identical forward passes differ although the plugin is declared non-random",
+    "condition-failed": "an evaluation condition failed (the plugin raised, or returned NaN/inf or a wrong shape): "
+                        "its metrics are missing, see the report",
 }
 
 
@@ -39,7 +41,8 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     """The numbers the attack-based flags are decided on.
 
     ``attacks`` maps attack names run at ``eps`` to whether they are white-box; ``load(condition_id)`` gives
-    a condition's [R, N] correctness; ``accuracy(name, eps)`` its mean accuracy.
+    a condition's [R, N] correctness, or None if it failed; ``accuracy(name, eps)`` its mean accuracy, or
+    NaN if it failed. Evidence that rests on a failed condition is left out.
     """
     from benchmark.evaluation import Condition
 
@@ -48,15 +51,17 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     if "pgd-eot2x" in attacks:
         rows.append(("eot_change", abs(accuracy("pgd-eot2x", eps) - accuracy("pgd", eps))))
     white = load(Condition("clean").id)
-    for name, is_white in attacks.items():
-        if is_white:
-            white = white & load(Condition(name, eps).id)
-    every = white
-    for name, is_white in attacks.items():
-        if not is_white:
-            every = every & load(Condition(name, eps).id)
-    rows.append(("blackbox_gain", float(white.mean() - every.mean())))
-    return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)} for metric, value in rows]
+    if white is not None:
+        for name, is_white in attacks.items():
+            if is_white and load(Condition(name, eps).id) is not None:
+                white = white & load(Condition(name, eps).id)
+        every = white
+        for name, is_white in attacks.items():
+            if not is_white and load(Condition(name, eps).id) is not None:
+                every = every & load(Condition(name, eps).id)
+        rows.append(("blackbox_gain", float(white.mean() - every.mean())))
+    return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}
+            for metric, value in rows if not np.isnan(value)]
 
 
 def flags(metrics: pd.DataFrame, num_classes: int, predictive: str) -> list[str]:
@@ -71,5 +76,6 @@ def flags(metrics: pd.DataFrame, num_classes: int, predictive: str) -> list[str]
         "nan-grad": diag.get("nan_grad_share", 0.0) > 0,
         "probability-output": diag.get("probability_output_share", 0.0) > 0.5,
         "randomness-unreported": predictive != "stochastic" and diag.get("output_variation", 0.0) > OUTPUT_VARIATION_TOLERANCE,
+        "condition-failed": bool((metrics.metric == "failed").any()),
     }
     return [name for name in FLAGS if fired[name]]

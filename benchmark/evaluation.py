@@ -1,7 +1,9 @@
 """Evaluation conditions: clean data, the Gaussian noise sweep, attacks at each epsilon, diagnostics.
 
-Each condition is computed independently from the trained network and a seed derived from the run seed
-and the condition's id, so a resumed run recomputes exactly what an uninterrupted one would have.
+Each condition is computed independently from the trained network, batch by batch, each batch seeded
+from the run seed, the condition's id and the batch index: a resumed run recomputes exactly what an
+uninterrupted one would have, and a run sharded over torchrun processes (``benchmark.distributed``)
+exactly what one process would have.
 Stochastic models are judged by their deployed rule over S draws, attacked with K-draw EOT, and their
 final adversarial points re-evaluated R times with fresh randomness (docs/protocol.md).
 """
@@ -17,6 +19,8 @@ import torch
 
 from benchmark.attacks import FGSM, PGD, Attack, AutoAttack, Square, Transfer, input_gradient
 from benchmark.data import to_float
+from benchmark.errors import BenchmarkError, PluginOutputError
+from benchmark.distributed import World
 from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
@@ -42,8 +46,8 @@ class AttackRun:
     purpose: str
 
 
-def condition_seed(seed: int, condition: Condition) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}".encode()).digest()[:4], "little")
+def batch_seed(seed: int, condition: Condition, batch: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}/{batch}".encode()).digest()[:4], "little")
 
 
 def large_eps(input_shape: tuple[int, int, int]) -> float:
@@ -56,12 +60,13 @@ class Evaluator:
 
     ``load`` returns the stored arrays of a finished condition (Square runs only on the examples the
     white-box attacks left standing). ``surrogate`` is a deterministic predictor for the transfer attack.
+    ``world`` shards the batches over torchrun processes; every rank gets the gathered results.
     """
 
     def __init__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, profile: Profile,
                  eps: float, device: torch.device, seed: int, *,
                  surrogate: tuple[str, Predictor] | None = None,
-                 load: Callable[[str], dict[str, np.ndarray]] | None = None):
+                 load: Callable[[str], dict[str, np.ndarray]] | None = None, world: World = World()):
         self.predictor = predictor
         self.x, self.y = x, y
         self.profile = profile
@@ -69,6 +74,7 @@ class Evaluator:
         self.device = device
         self.seed = seed
         self.load = load
+        self.world = world
         random = predictor.is_random
         self.samples = profile.samples if random else 1
         self.eot = profile.eot if random else 1
@@ -119,37 +125,56 @@ class Evaluator:
         return settings
 
     def run(self, condition: Condition, clean_entropy: np.ndarray | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
-        torch.manual_seed(condition_seed(self.seed, condition))
         if condition.name in ("clean", "noise"):
             return self._predictive(condition, clean_entropy)
         if condition.name == "diagnostics":
             return self._diagnostics()
         return self._attack(condition)
 
-    def _batches(self, label: str, index: np.ndarray | None = None):
+    def _batches(self, condition: Condition, index: np.ndarray | None = None):
+        """(batch index, seed, inputs, labels) of this rank's batches; the global RNG is seeded per batch."""
         x, y = (self.x, self.y) if index is None else (self.x[index], self.y[index])
         n, bs = x.shape[0], self.profile.batch_size
+        mine = [b for b in range(-(-n // bs)) if self.world.owns(b)]
         with progress_bar() as bar:
-            job = bar.add_task(label, total=n)
-            for start in range(0, n, bs):
-                yield to_float(x[start:start + bs].to(self.device)), y[start:start + bs].to(self.device)
-                bar.update(job, advance=min(bs, n - start))
+            job = bar.add_task(condition.id, total=sum(min(bs, n - b * bs) for b in mine))
+            for b in mine:
+                seed = batch_seed(self.seed, condition, b)
+                torch.manual_seed(seed)
+                sl = slice(b * bs, (b + 1) * bs)
+                yield b, seed, to_float(x[sl].to(self.device)), y[sl].to(self.device)
+                bar.update(job, advance=min(bs, n - b * bs))
+
+    def _map(self, condition: Condition, fn: Callable, index: np.ndarray | None = None) -> list:
+        """``fn(seed, inputs, labels)`` on this rank's batches; every batch's result, in order, on every rank.
+
+        Anything the plugin's network raises becomes a :class:`PluginOutputError` naming the condition.
+        """
+        mine, error = {}, None
+        try:
+            for b, seed, xb, yb in self._batches(condition, index):
+                mine[b] = fn(seed, xb, yb)
+        except (torch.OutOfMemoryError, BenchmarkError, HarnessBug):
+            raise
+        except Exception as exc:  # the plugin's code runs inside: report it, let the run go on
+            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, PluginOutputError) else str(exc)
+        return self.world.gather(mine, error)
 
     def _predictive(self, condition: Condition, clean_entropy: np.ndarray | None):
         sigma = condition.param or 0.0
-        generator = torch.Generator(device="cpu").manual_seed(condition_seed(self.seed, condition))
-        probs = []
-        for xb, _ in self._batches(condition.id):
+
+        def batch_probs(seed, xb, _):
             if sigma > 0:
-                noise = torch.randn(xb.shape, generator=generator).to(xb.device)
+                noise = torch.randn(xb.shape, generator=torch.Generator().manual_seed(seed)).to(xb.device)
                 xb = (xb + sigma * noise).clamp(0, 1)
-            probs.append(self.predictor.probs(xb, self.samples).float().cpu())
-        p = torch.cat(probs)
+            return self.predictor.probs(xb, self.samples).float().cpu()
+
+        p = torch.cat(self._map(condition, batch_probs))
         y = self.y.cpu()
         metrics = classification_metrics(p, y)
         entropy = predictive_entropy(p)
         rows = [_row(condition.name, condition.param, k, v) for k, v in metrics.items()]
-        if condition.name == "noise":
+        if condition.name == "noise" and clean_entropy is not None:  # None: the clean condition failed
             rows.append(_row("noise", sigma, "auroc", auroc(torch.as_tensor(clean_entropy), entropy)))
         arrays = {"probs": p.numpy(), "correct": (p.argmax(1) == y).numpy()[None, :], "entropy": entropy.numpy()}
         return rows, arrays
@@ -157,19 +182,18 @@ class Evaluator:
     def _diagnostics(self):
         """Input gradients of the deployed rule at the clean points, the raw output's range, and whether
         two identical forward passes of a model declared non-random agree."""
-        zero = nonfinite = prob_rows = n = 0
-        variation = 0.0
-        for xb, yb in self._batches("diagnostics"):
+
+        def batch_counts(_, xb, yb):
             grad = input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1)
-            nonfinite += (~torch.isfinite(grad)).any(1).sum().item()
-            zero += (grad.abs().sum(1) == 0).sum().item()
             with torch.no_grad():
                 first, second = self.predictor.network(xb), self.predictor.network(xb)
                 first, second = _logits(first), _logits(second)
                 sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
-                prob_rows += sums_to_one.flatten().float().mean().item() * len(yb)
-                variation = max(variation, (first - second).abs().max().item())
-            n += len(yb)
+                return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
+                        sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(), len(yb))
+
+        zero, nonfinite, prob_rows, variations, sizes = zip(*self._map(Condition("diagnostics"), batch_counts))
+        zero, nonfinite, prob_rows, variation, n = sum(zero), sum(nonfinite), sum(prob_rows), max(variations), sum(sizes)
         rows = [_row("diagnostics", None, "zero_grad_share", zero / n),
                 _row("diagnostics", None, "nan_grad_share", nonfinite / n),
                 _row("diagnostics", None, "probability_output_share", prob_rows / n),
@@ -177,26 +201,35 @@ class Evaluator:
         return rows, {"n": np.array([n])}
 
     def survivors(self) -> np.ndarray:
-        """Examples that the clean rule and every white-box attack at eps got right in some re-evaluation."""
-        alive = self.load(Condition("clean").id)["correct"].any(0)
+        """Examples that the clean rule and every white-box attack at eps got right in some re-evaluation
+        (``load`` returns None for a condition that failed: it removes no example)."""
+        clean = self.load(Condition("clean").id)
+        if clean is None:
+            raise PluginOutputError("the clean condition failed, so no example is known to survive the white-box attacks")
+        alive = clean["correct"].any(0)
         for name, run in self.attacks.items():
-            if run.attack.white_box:
-                alive &= self.load(Condition(name, self.eps).id)["correct"].any(0)
+            arrays = self.load(Condition(name, self.eps).id) if run.attack.white_box else None
+            if arrays is not None:
+                alive &= arrays["correct"].any(0)
         return alive
 
     def _attack(self, condition: Condition):
         run = self.attacks[condition.name]
         eps = float(condition.param)
         index = None if run.attack.white_box else np.flatnonzero(self.survivors())
-        correct = []
-        for xb, yb in self._batches(condition.id, index):
+
+        def batch_correct(_, xb, yb):
             x_adv = run.attack(self.predictor, xb, yb, eps, run.draws)
-            if (x_adv - xb).abs().max() > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1:
-                raise RuntimeError(f"{run.attack.name} left the eps-ball or [0, 1]: a bug in the attack")
+            finite = torch.isfinite(x_adv).all()
+            if finite and ((x_adv - xb).abs().max() > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1):
+                raise HarnessBug(f"{run.attack.name} left the eps-ball or [0, 1]")
+            if not finite:
+                raise PluginOutputError(f"{run.attack.name} produced NaN inputs: the network's input gradients are not finite")
             with torch.no_grad():
-                correct.append(torch.stack([
-                    self.predictor.probs(x_adv, self.samples).argmax(1) == yb for _ in range(self.reevals)
-                ]).cpu())
+                return torch.stack([self.predictor.probs(x_adv, self.samples).argmax(1) == yb
+                                    for _ in range(self.reevals)]).cpu()
+
+        correct = self._map(condition, batch_correct, index)
         if index is None:
             full = torch.cat(correct, dim=1).numpy()
         else:  # examples not attacked were broken by the white-box attacks in every re-evaluation already:
@@ -207,6 +240,10 @@ class Evaluator:
         rows = accuracy_rows(condition.name, eps, full)
         rows.append(_row(condition.name, eps, "attacked", len(self.y) if index is None else len(index)))
         return rows, {"correct": full}
+
+
+class HarnessBug(AssertionError):
+    """An invariant of the harness itself broke: never blamed on the plugin."""
 
 
 def _logits(out) -> torch.Tensor:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.errors import PluginOutputError
+
 #: per-example loss of a plugin's own likelihood, from the network's output and the labels
 Likelihood = Callable[[object, torch.Tensor], torch.Tensor]
 
@@ -25,14 +27,42 @@ class Predictor:
     ``max_batch`` bounds how many inputs go through the network in one call: stochastic draws are
     batched by repeating the inputs along the batch axis, in chunks of at most that size.
     ``likelihood`` is the plugin's own per-example training loss (moment models), a second objective
-    attacks can follow.
+    attacks can follow. Every output is checked against the contract (shape, a class count that does
+    not change between calls); :meth:`probs` also refuses NaN/inf, raising :class:`PluginOutputError`.
     """
 
-    def __init__(self, network: nn.Module, kind: str, max_batch: int = 4096, likelihood: Likelihood | None = None):
+    def __init__(self, network: nn.Module, kind: str, max_batch: int = 4096, likelihood: Likelihood | None = None,
+                 num_classes: int | None = None):
         self.network = network
         self.kind = kind
         self.max_batch = max_batch
         self.likelihood = likelihood
+        self.num_classes = num_classes
+        self._members: int | None = None
+
+    def _checked(self, out, batch: int) -> torch.Tensor:
+        """The logits (the mean for moment models) of one network call, after checking their shape."""
+        if self.kind == "moments":
+            if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+                raise PluginOutputError(f"a moments network must return (mean, var) tensors, got {type(out).__name__}")
+            if out[0].shape != out[1].shape:
+                raise PluginOutputError(f"mean {tuple(out[0].shape)} and var {tuple(out[1].shape)} differ in shape")
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise PluginOutputError(f"the network returned {type(out).__name__}, not a tensor of logits")
+        rank = 3 if self.kind == "ensemble" else 2
+        if out.dim() != rank or out.shape[-2] != batch:
+            expected = "[M, B, C]" if rank == 3 else "[B, C]"
+            raise PluginOutputError(f"output shape {tuple(out.shape)} for a batch of {batch}; expected {expected}")
+        if self.num_classes is None:
+            self.num_classes = out.shape[-1]
+        if out.shape[-1] != self.num_classes:
+            raise PluginOutputError(f"output has {out.shape[-1]} classes, earlier calls (or the dataset) had {self.num_classes}")
+        if rank == 3:
+            self._members = self._members or out.shape[0]
+            if out.shape[0] != self._members:
+                raise PluginOutputError(f"ensemble returned {out.shape[0]} members, earlier calls {self._members}")
+        return out
 
     @property
     def is_random(self) -> bool:
@@ -40,14 +70,10 @@ class Predictor:
 
     def draw_log_probs(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:
         """Log-softmax of each draw, ``[D, B, C]``: D = draws (stochastic), M members (ensemble), else 1."""
-        if self.kind == "deterministic":
-            return F.log_softmax(self.network(x), dim=-1).unsqueeze(0)
-        if self.kind == "moments":
-            mean, _ = self.network(x)
-            return F.log_softmax(mean, dim=-1).unsqueeze(0)
-        if self.kind == "ensemble":
-            return F.log_softmax(self.network(x), dim=-1)
-        return self._stochastic_draws(x, draws)
+        if self.kind == "stochastic":
+            return self._stochastic_draws(x, draws)
+        logits = self._checked(self.network(x), x.shape[0])
+        return F.log_softmax(logits, dim=-1) if self.kind == "ensemble" else F.log_softmax(logits, dim=-1).unsqueeze(0)
 
     def _stochastic_draws(self, x: torch.Tensor, draws: int) -> torch.Tensor:
         per_call = max(1, self.max_batch // max(1, x.shape[0]))
@@ -55,7 +81,7 @@ class Predictor:
         remaining = draws
         while remaining > 0:
             n = min(per_call, remaining)
-            out = self.network(x.repeat(n, *([1] * (x.dim() - 1))))
+            out = self._checked(self.network(x.repeat(n, *([1] * (x.dim() - 1)))), n * x.shape[0])
             chunks.append(F.log_softmax(out, dim=-1).view(n, x.shape[0], -1))
             remaining -= n
         return torch.cat(chunks, dim=0)
@@ -73,7 +99,7 @@ class Predictor:
         """
         if name == "likelihood":
             out = self.network(x)
-            return self.likelihood(out, y), F.log_softmax(out[0], dim=-1)
+            return self.likelihood(out, y), F.log_softmax(self._checked(out, x.shape[0]), dim=-1)
         log_pred = self.log_predictive(x, draws)
         return F.nll_loss(log_pred, y, reduction="none"), log_pred
 
@@ -83,7 +109,11 @@ class Predictor:
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:
-        return self.log_predictive(x, draws).exp()
+        p = self.log_predictive(x, draws).exp()
+        if not torch.isfinite(p).all():
+            bad = (~torch.isfinite(p)).any(-1).sum().item()
+            raise PluginOutputError(f"the predictive probabilities of {bad} of {x.shape[0]} inputs are NaN or inf")
+        return p
 
 
 class DeployedRule(nn.Module):

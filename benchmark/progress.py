@@ -1,16 +1,19 @@
-"""Rich progress bars on stderr, quiet when the output is not a terminal (CI logs, tests)."""
+"""Rich progress bars on stderr, quiet when the output is not a terminal (CI logs, tests) and on every
+torchrun rank but rank 0."""
 
 from __future__ import annotations
+
+import os
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
+console = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
 
 
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        disable=not console.is_terminal,
+        disable=console.quiet or not console.is_terminal,
     )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
+from benchmark.store import RunStore
 
 matplotlib.use("Agg")  # reports are rendered headless, on servers and in CI
 
@@ -73,12 +74,14 @@ Block = Heading | Paragraph | Table | Bullets | Image
 def write_report(run_dir: Path, out_dir: Path) -> Path:
     """Render report.md, report.html and the PNGs of the run in run_dir into out_dir; return report.md."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    missing = [name for name in ("metrics.csv", "reliability.csv", "config.json") if not (run_dir / name).exists()]
+    missing = [name for name in ("metrics.csv", "config.json") if not (run_dir / name).exists()]
     if missing:
         raise BenchmarkError(f"{run_dir} is not a finished run: missing {', '.join(missing)}")
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    reliability = pd.read_csv(run_dir / "reliability.csv")
+    # absent when the clean condition failed
+    reliability = pd.read_csv(run_dir / "reliability.csv") if (run_dir / "reliability.csv").exists() else None
+    failures = RunStore(run_dir).failures()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("reliability.png", "noise.png", "eps.png"):  # a re-render must not show an older run's plot
         (out_dir / stale).unlink(missing_ok=True)
@@ -90,13 +93,14 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     attacks = {name: _condition(metrics, name) for name in (*attack_names, "robust")}
     attacks = {name: frame for name, frame in attacks.items() if not frame.empty}
 
-    _plot_reliability(reliability, clean_row.get("ece"), out_dir / "reliability.png")
+    if reliability is not None:
+        _plot_reliability(reliability, clean_row.get("ece"), out_dir / "reliability.png")
     if not noise.empty:
         _plot_noise(noise, out_dir / "noise.png")
     if attacks:
         _plot_eps(attacks, float(config["eps"]), out_dir / "eps.png")
 
-    blocks = _blocks(config, clean_row, noise, attacks, metrics)
+    blocks = _blocks(config, clean_row, noise, attacks, metrics, failures)
     (out_dir / "report.md").write_text(_markdown(blocks), encoding="utf-8")
     (out_dir / "report.html").write_text(_html(blocks, config, out_dir), encoding="utf-8")
     return out_dir / "report.md"
@@ -112,7 +116,7 @@ def _condition(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[str, pd.DataFrame],
-            metrics: pd.DataFrame) -> list[Block]:
+            metrics: pd.DataFrame, failures: dict[str, str]) -> list[Block]:
     """The report's content, in reading order."""
     eps = float(config["eps"])
     blocks: list[Block] = [
@@ -122,9 +126,17 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
         blocks.append(Paragraph(JPEG_CAVEAT, note=True))
     blocks += [Heading("Settings"), Table(_settings_table(config))]
     blocks += [Heading("Results"), Table(_results_table(clean, noise, attacks.get("robust"), eps, config))]
+    if failures:
+        blocks += [Heading("Failed conditions"),
+                   Paragraph("The plugin made these conditions fail (it raised, or returned NaN/inf or a wrong shape); "
+                             "their metrics are missing and every figure that depends on them is left out.", note=True),
+                   Table(pd.DataFrame(sorted(failures.items()), columns=["condition", "error"]))]
 
     blocks.append(Heading("Calibration on clean data"))
-    blocks.append(Image("reliability.png", "Reliability diagram on clean data"))
+    if "clean" in failures:
+        blocks.append(Paragraph("Not available: the clean condition failed."))
+    else:
+        blocks.append(Image("reliability.png", "Reliability diagram on clean data"))
 
     blocks.append(Heading("Gaussian noise sweep"))
     if noise.empty:
@@ -143,7 +155,7 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
     else:
         blocks.append(Paragraph("Attacks: not run."))
 
-    blocks += _how_attacked(config, metrics)
+    blocks += _how_attacked(config, metrics, failures)
 
     blocks.append(Heading("Notes"))
     notes = [str(note) for note in config.get("notes") or []]
@@ -151,7 +163,7 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
     return blocks
 
 
-def _how_attacked(config: dict, metrics: pd.DataFrame) -> list[Block]:
+def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str]) -> list[Block]:
     """What a reviewer needs to check the evaluation: the rule attacked, every attack and its budget, how the
     worst case is formed, and each gradient-masking check with its evidence."""
     from benchmark import diagnostics
@@ -183,7 +195,9 @@ def _how_attacked(config: dict, metrics: pd.DataFrame) -> list[Block]:
                 "probability-output": "probability_output_share", "randomness-unreported": "output_variation"}
     rows = [(flag, "FIRED" if flag in fired else ("not applicable" if evidence[flag] not in diag else "ok"),
              f"{evidence[flag]} = {_num(diag.get(evidence[flag]))}", meaning)
-            for flag, meaning in diagnostics.FLAGS.items()]
+            for flag, meaning in diagnostics.FLAGS.items() if flag in evidence]
+    rows.append(("condition-failed", "FIRED" if failures else "ok",
+                 f"failed: {', '.join(sorted(failures)) or 'none'}", diagnostics.FLAGS["condition-failed"]))
     blocks += [Heading("Gradient-masking checks", level=3),
                Table(pd.DataFrame(rows, columns=["flag", "result", "evidence", "fires when"]))]
     return blocks

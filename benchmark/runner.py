@@ -17,7 +17,8 @@ import torch
 from benchmark import __version__
 from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
 from benchmark.data import load_dataset
-from benchmark.errors import BenchmarkError
+from benchmark.distributed import World, world_from_env
+from benchmark.errors import BenchmarkError, PluginOutputError
 from benchmark import diagnostics
 from benchmark.evaluation import Evaluator, accuracy_rows
 from benchmark.metrics import reliability_table
@@ -26,7 +27,7 @@ from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
 from benchmark.progress import console
 from benchmark.registry import create_model, plugin_source_hash
-from benchmark.store import METRIC_COLUMNS, RunStore, slug, write_json
+from benchmark.store import METRIC_COLUMNS, RunStore, slug
 from benchmark.training import train
 from benchmark.validate import validate_plugin
 
@@ -73,14 +74,17 @@ def _digest(obj) -> str:
 
 
 def run(request: RunRequest) -> dict:
-    """Execute a run and return its leaderboard row."""
+    """Execute a run and return its leaderboard row (on every rank when started by torchrun)."""
     if request.eps is not None and not 0.0 <= request.eps <= 1.0:
         raise BenchmarkError(f"--eps must lie in [0, 1] (inputs are scaled to [0, 1]); got {request.eps}")
     plugin = create_model(request.model)
+    world = world_from_env()
     device = resolve_device(request.device)
     profile = get_profile(request.profile or ("standard" if device.type == "cuda" else "quick"),
                           n_test=request.n_test, n_train=request.n_train, epochs=request.epochs)
-    dataset = load_dataset(request.dataset, request.data_dir, download=request.download)
+    # rank 0 first, so a download happens once per node-shared cache; then the others
+    dataset = world.on_main(lambda: load_dataset(request.dataset, request.data_dir, download=request.download), share=False) \
+        or load_dataset(request.dataset, request.data_dir, download=request.download)
     if dataset.note:
         console.print(f"[bold yellow]warning:[/] {dataset.note}")
     if not plugin.supports(dataset.input_shape):
@@ -97,46 +101,52 @@ def run(request: RunRequest) -> dict:
     x_test, y_test = dataset.x_test[: profile.n_test], dataset.y_test[: profile.n_test]
     task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.name)
     network, train_seconds, train_key, recipe = _trained(plugin, request, task, x_train, y_train, device,
-                                                         request.checkpoint, profile.epochs)
+                                                         request.checkpoint, profile.epochs, world)
     config = {
         "model": plugin.name, "dataset": dataset.name, "dataset_source": dataset.source, "profile": profile.name,
         "predictive": plugin.predictive, "gradients": plugin.gradients, "seed": request.seed, "eps": eps, "threat": "Linf",
         "n_examples": len(y_test), "n_train": len(y_train), "num_classes": dataset.num_classes, "train_key": train_key,
         "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
-        "version": __version__, "device": describe_device(device),
+        "version": __version__, "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
         "notes": [n for n in (dataset.note, getattr(plugin, "report_note", "")) if n],
     }
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
         surrogate = (f"{plugin.name}'s deterministic surrogate", Predictor(surrogate, "deterministic"))
     elif plugin.name != "baseline":
-        baseline = _trained(create_model("baseline"), request, task, x_train, y_train, device, None, profile.epochs)[0]
+        baseline = _trained(create_model("baseline"), request, task, x_train, y_train, device, None, profile.epochs, world)[0]
         surrogate = ("baseline trained on the same data", Predictor(baseline, "deterministic"))
     likelihood = None
     if type(plugin).likelihood is not ModelPlugin.likelihood:
         likelihood = lambda out, y: plugin.likelihood(out, y, task)  # noqa: E731
-    evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood), x_test, y_test, profile, eps,
-                          device, request.seed, surrogate=surrogate)
+    evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes),
+                          x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world)
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings())
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
     store = RunStore(Path(request.out) / "runs" / run_id)
-    evaluator.load = store.load_arrays
-    store.write_config({**config, "run_id": run_id, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    world.on_main(lambda: store.write_config({**config, "run_id": run_id, "date": date}))
 
-    _evaluate(evaluator, store)
-    row = _summarize(store, network, train_seconds)
-    write_json(store.root / "summary.json", row)
-
+    _evaluate(evaluator, store, plugin.name, world)
+    row = world.on_main(lambda: _finish(evaluator, store, network, train_seconds))
     from benchmark.leaderboard import publish  # rendering imports plotting libraries: only when needed
 
-    publish(Path(request.out), dataset.name, plugin.name)
+    world.on_main(lambda: publish(Path(request.out), dataset.name, plugin.name))
+    return row
+
+
+def _finish(evaluator: Evaluator, store: RunStore, network, train_seconds: float) -> dict:
+    _assemble_metrics(evaluator, store)
+    row = _summarize(store, network, train_seconds)
+    store.write_summary(row)
     return row
 
 
 def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device, checkpoint: Path | None,
-             epochs: int | None):
-    """The plugin's network, trained or loaded, in eval mode; with its training time, cache key and recipe."""
+             epochs: int | None, world: World = World()):
+    """The plugin's network, trained or loaded (by rank 0, then shared), in eval mode; with its training
+    time, cache key and recipe."""
     recipe = plugin.train_config(task)
     if epochs is not None:  # an explicit --epochs is taken literally
         recipe = dataclasses.replace(recipe, epochs=epochs, min_steps=0)
@@ -144,11 +154,15 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
     network = plugin.build(task).to(device)
     key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
                    "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe), "seed": request.seed})
-    if checkpoint is not None:
-        load_checkpoint(network, checkpoint)
-        seconds = 0.0
-    else:
-        seconds = _train_or_load(plugin, network, request, task, recipe, x, y, device, key)
+
+    def train_or_load() -> float:
+        if checkpoint is not None:
+            load_checkpoint(network, checkpoint)
+            return 0.0
+        return _train_or_load(plugin, network, request, task, recipe, x, y, device, key)
+
+    seconds = world.on_main(train_or_load)
+    world.broadcast_weights(network)
     return network.eval(), seconds, key, recipe
 
 
@@ -168,37 +182,70 @@ def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task
     return seconds
 
 
-def _evaluate(evaluator: Evaluator, store: RunStore) -> None:
+def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = World()) -> None:
+    """Run every condition not finished earlier; rank 0 stores each as it finishes. A condition the
+    plugin makes fail is recorded with its error and the run goes on with the others."""
+    finished: dict[str, dict[str, np.ndarray]] = {}
+    evaluator.load = finished.get  # None for a failed condition
     clean_entropy = None
     for condition in evaluator.plan():
-        if store.is_done(condition.id):
+        stored = world.on_main(lambda: _stored(store, condition.id))
+        if stored is not None:
             console.print(f"[dim]{condition.id}: done earlier, reusing[/]")
+            error, arrays = stored
         else:
             start = time.perf_counter()
-            rows, arrays = evaluator.run(condition, clean_entropy)
-            rows.append({"condition": condition.name, "param": condition.param, "metric": "seconds",
-                         "value": time.perf_counter() - start})
-            store.save_condition(condition.id, rows, arrays)
+            try:
+                rows, arrays = evaluator.run(condition, clean_entropy)
+                error = None
+            except PluginOutputError as exc:
+                error, arrays = str(exc), None
+            if error is None:
+                rows.append({"condition": condition.name, "param": condition.param, "metric": "seconds",
+                             "value": time.perf_counter() - start})
+                world.on_main(lambda: store.save_condition(condition.id, rows, arrays))
+            else:
+                world.on_main(lambda: store.save_failure(condition.id, error))
+        if error is not None:
+            console.print(f"[bold red]plugin {model!r} failed in condition {condition.id}:[/] {error} "
+                          "(recorded; the run goes on)")
+            continue
+        finished[condition.id] = arrays
         if condition.name == "clean":
-            clean_entropy = store.load_arrays("clean")["entropy"]
-    _assemble_metrics(evaluator, store)
+            clean_entropy = arrays["entropy"]
+
+
+def _stored(store: RunStore, condition_id: str) -> tuple[str | None, dict | None] | None:
+    """(error, arrays) of a condition finished or failed earlier, or None."""
+    if not store.is_done(condition_id):
+        return None
+    error = store.failure(condition_id)
+    return error, None if error is not None else store.load_arrays(condition_id)
 
 
 def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
-    """metrics.csv = every condition's rows, the sigma = 0 point of the sweep, and the per-eps robust rows."""
+    """metrics.csv = every condition's rows, the sigma = 0 point of the sweep, the per-eps robust rows,
+    and a ``failed`` row per failed condition."""
     plan = evaluator.plan()
-    frames = [store.load_rows(c.id) for c in plan]
-    clean = store.load_rows("clean")
-    sweep_zero = clean[clean.metric != "seconds"].assign(condition="noise", param=0.0)
-    frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc", "value": 0.5}])]))
-    def correct(condition_id: str) -> np.ndarray:
-        return store.load_arrays(condition_id)["correct"]
+    failed = store.failures()
+    ok = [c for c in plan if c.id not in failed]
+    frames = [store.load_rows(c.id) for c in ok]
+    frames.append(pd.DataFrame([{"condition": c.name, "param": c.param, "metric": "failed", "value": 1.0}
+                                for c in plan if c.id in failed], columns=METRIC_COLUMNS))
+    clean_ok = "clean" not in failed
+    if clean_ok:
+        clean = store.load_rows("clean")
+        sweep_zero = clean[clean.metric != "seconds"].assign(condition="noise", param=0.0)
+        frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc", "value": 0.5}])]))
+
+    def correct(condition_id: str) -> np.ndarray | None:
+        return None if condition_id in failed else store.load_arrays(condition_id)["correct"]
 
     attacks = [c for c in plan if c.name in evaluator.attacks]
-    for eps in sorted({c.param for c in attacks}):
+    for eps in sorted({c.param for c in attacks}) if clean_ok else ():
         robust = correct("clean")
         for c in attacks:
-            if c.param == eps:
+            if c.param == eps and c.id not in failed:
                 robust = robust & correct(c.id)
         frames.append(pd.DataFrame(accuracy_rows("robust", eps, robust)))
     metrics = pd.concat(frames, ignore_index=True)
@@ -207,27 +254,29 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
         return _metric(metrics, name, "accuracy", eps)
 
     at_eps = {c.name: evaluator.attacks[c.name].attack.white_box for c in attacks if c.param == evaluator.eps}
-    frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy)))
+    frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy),
+                               columns=METRIC_COLUMNS))
     metrics = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
     store.write_table("metrics.csv", metrics)
-    store.write_table("reliability.csv", reliability_table(torch.as_tensor(store.load_arrays("clean")["probs"]),
-                                                           torch.as_tensor(evaluator.y)))
+    if clean_ok:
+        store.write_table("reliability.csv", reliability_table(torch.as_tensor(store.load_arrays("clean")["probs"]),
+                                                               torch.as_tensor(evaluator.y)))
 
 
 def _metric(metrics: pd.DataFrame, condition: str, metric: str, param: float | None = None) -> float:
+    """One value of metrics.csv; NaN when its condition failed."""
     sel = metrics[(metrics.condition == condition) & (metrics.metric == metric)]
     if param is not None:
         sel = sel[np.isclose(sel.param.astype(float), param)]
-    if sel.empty:
-        raise BenchmarkError(f"run is missing metric {condition}/{metric}")
-    return float(sel.value.iloc[0])
+    return float(sel.value.iloc[0]) if not sel.empty else float("nan")
 
 
 def _summarize(store: RunStore, network, train_seconds: float) -> dict:
     """The leaderboard row, in the schema's column order (DESIGN.md), then the extra columns."""
     config, metrics = store.config(), store.metrics()
     eps = config["eps"]
-    attack_names = [a for a in config["attack_settings"] if not metrics[metrics.condition == a].empty]
+    attack_names = [a for a in config["attack_settings"]
+                    if not metrics[(metrics.condition == a) & (metrics.metric == "accuracy")].empty]
     sigmas = metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy") & (metrics.param.astype(float) > 0)]
     return {
         "model": config["model"], "dataset": config["dataset"], "profile": config["profile"],

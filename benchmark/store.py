@@ -4,6 +4,7 @@ Layout of ``runs/<run-id>/``:
 - ``config.json``: everything that defines the run (model, dataset, profile, seeds, S/K/R, attack settings)
 - ``conditions/<id>.csv`` and ``conditions/<id>.npz``: the metrics rows and per-example arrays of each
   finished evaluation condition; a condition counts as done only when both exist (the .csv is written last)
+- ``conditions/<id>.failed.json``: instead of those, for a condition the plugin made fail (its error)
 - ``metrics.csv``: long format ``condition, param, metric, value``, the union of the finished conditions
 - ``reliability.csv``: the clean-data reliability table
 - ``summary.json``: the leaderboard row of this run
@@ -80,19 +81,46 @@ class RunStore:
             if {k: v for k, v in old.items() if k != "date"} != {k: v for k, v in new.items() if k != "date"}:
                 raise BenchmarkError(f"{self.root} holds a run with a different config; use another --out")
             return
-        write_json(existing, config)
+        self._write_json(existing, config)
+
+    def write_summary(self, row: dict) -> None:
+        self._write_json(self.root / "summary.json", row)
+
+    def _write_json(self, path: Path, obj) -> None:
+        self._write(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
     def config(self) -> dict:
         return read_json(self.root / "config.json")
 
     def is_done(self, condition_id: str) -> bool:
-        return (self.conditions / f"{condition_id}.csv").exists() and (self.conditions / f"{condition_id}.npz").exists()
+        finished = (self.conditions / f"{condition_id}.csv").exists() and (self.conditions / f"{condition_id}.npz").exists()
+        return finished or self.failure(condition_id) is not None
 
     def save_condition(self, condition_id: str, rows: list[dict], arrays: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        atomic_write_bytes(self.conditions / f"{condition_id}.npz", buffer.getvalue())
-        atomic_write_text(self.conditions / f"{condition_id}.csv", pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(index=False))
+        self._write(self.conditions / f"{condition_id}.npz", buffer.getvalue())
+        self._write(self.conditions / f"{condition_id}.csv", pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(index=False).encode())
+
+    def save_failure(self, condition_id: str, error: str) -> None:
+        self._write(self.conditions / f"{condition_id}.failed.json",
+                    json.dumps({"condition": condition_id, "error": error}, indent=2).encode())
+
+    def failure(self, condition_id: str) -> str | None:
+        """The recorded error of a failed condition, or None."""
+        path = self.conditions / f"{condition_id}.failed.json"
+        return read_json(path)["error"] if path.exists() else None
+
+    def failures(self) -> dict[str, str]:
+        return {p.name.removesuffix(".failed.json"): read_json(p)["error"]
+                for p in sorted(self.conditions.glob("*.failed.json"))}
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise BenchmarkError(f"cannot write {path}: {exc.strerror or exc}; the finished conditions of {self.root} "
+                                 "are intact and the same command resumes from them once there is room") from exc
 
     def load_arrays(self, condition_id: str) -> dict[str, np.ndarray]:
         with np.load(self.conditions / f"{condition_id}.npz", allow_pickle=False) as data:
@@ -102,7 +130,7 @@ class RunStore:
         return pd.read_csv(self.conditions / f"{condition_id}.csv")
 
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
-        atomic_write_text(self.root / name, frame.to_csv(index=False))
+        self._write(self.root / name, frame.to_csv(index=False).encode())
 
     def metrics(self) -> pd.DataFrame:
         return pd.read_csv(self.root / "metrics.csv")
