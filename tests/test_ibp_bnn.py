@@ -1,0 +1,142 @@
+"""ibp-bnn: bounds of one posterior draw are sound, certified points survive PGD on the same weights,
+the robust likelihood by hand, the eps warm-up, and the certify condition end to end."""
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.attacks import PGD
+from benchmark.bounds import certified, input_box
+from benchmark.plugin import Task, TrainConfig
+from benchmark.predictive import Predictor
+from benchmark.training import train
+from models.ibp_bnn import IBPBNN, robust_nll
+from models.variational import LocalReparameterization, kl_divergence
+
+MNIST = Task("mnist", (1, 28, 28), 10, 1000, "quick")
+CIFAR = Task("cifar10", (3, 32, 32), 10, 1000, "quick")
+
+
+def draw_network(network: nn.Module, seed: int) -> nn.Module:
+    """The deterministic network of the weight draw that ``interval_logits`` makes after
+    ``torch.manual_seed(seed)``: the variational layers are sampled in the same order (layer by layer,
+    weight then bias), and each replaced by an nn.Linear/nn.Conv2d holding its draw."""
+    torch.manual_seed(seed)
+    draws = [m.sample_weights() if isinstance(m, LocalReparameterization) else None for m in network]
+    layers = []  # built after drawing: creating a layer consumes random numbers
+    for module, draw in zip(network, draws):
+        if draw is not None:
+            fixed = module.deterministic()
+            with torch.no_grad():
+                fixed.weight.copy_(draw[0])
+                fixed.bias.copy_(draw[1])
+            module = fixed
+        layers.append(copy.deepcopy(module))
+    return nn.Sequential(*layers).eval()
+
+
+def ball_samples(x: torch.Tensor, eps: float, n: int) -> torch.Tensor:
+    uniform = (torch.rand((n, *x.shape), dtype=x.dtype) * 2 - 1) * eps
+    corners = (torch.randint(0, 2, (n, *x.shape)).to(x.dtype) * 2 - 1) * eps
+    return (x + torch.cat([uniform[: n // 2], corners[n // 2:]])).clamp(0, 1)
+
+
+@pytest.mark.parametrize("task", [MNIST, CIFAR])
+def test_bounds_of_one_posterior_draw_contain_its_logits_over_the_ball(task):
+    plugin = IBPBNN()
+    torch.manual_seed(0)
+    network = plugin.build(task).eval()
+    for layer in network:  # a wide posterior, so the draw differs clearly from the mean
+        if isinstance(layer, LocalReparameterization):
+            nn.init.constant_(layer.weight_rho, -3.0)
+    x = torch.rand(3, *task.input_shape, dtype=torch.float64)
+    lower, upper = input_box(x, 0.03)
+    torch.manual_seed(11)
+    low, high = plugin.interval_logits(network, lower, upper)
+    fixed = draw_network(network, 11).double()
+    samples = ball_samples(x, 0.03, 100)
+    with torch.no_grad():
+        logits = fixed(samples.flatten(0, 1)).view(100, 3, -1)
+    assert (logits >= low - 1e-9).all() and (logits <= high + 1e-9).all()
+    # the bounds belong to that draw: on a point box they are its logits, and not another draw's
+    torch.manual_seed(11)
+    point = plugin.interval_logits(network, x, x)
+    with torch.no_grad():
+        torch.testing.assert_close(point[0], fixed(x))
+        torch.testing.assert_close(point[1], fixed(x))
+        assert not torch.allclose(point[0], draw_network(network, 12).double()(x))
+
+
+def test_training_forward_returns_the_clean_logits_of_the_draw_its_bounds_use():
+    plugin = IBPBNN()
+    torch.manual_seed(0)
+    network = plugin.build(MNIST).train()
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(5)
+    clean = network(x)
+    low, high = network.train_bounds
+    fixed = draw_network(network, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(clean, fixed(x), rtol=1e-5, atol=1e-5)
+    assert (low <= clean + 1e-5).all() and (clean <= high + 1e-5).all()
+
+
+def test_robust_likelihood_and_kl_by_hand():
+    plugin = IBPBNN()
+    torch.manual_seed(0)
+    network = plugin.build(MNIST).train()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    out = network(x)
+    low, high = network.train_bounds
+    loss = plugin.loss(network, out, y, MNIST)
+    worst = torch.where(F.one_hot(y, 10).bool(), low, high)
+    p = 0.5 * out.softmax(-1) + 0.5 * worst.softmax(-1)
+    expected = -p.gather(1, y[:, None]).log().mean() + kl_divergence(network) / MNIST.n_train
+    torch.testing.assert_close(loss, expected)
+    assert network.train_bounds is None  # used once, no graph left on the module
+    loss.backward()
+    assert all(p.grad is not None for p in network.parameters())
+    # lambda = 1 is the cross-entropy; at eps = 0 the worst case is the clean logits
+    logits = torch.randn(5, 10)
+    labels = torch.randint(0, 10, (5,))
+    torch.testing.assert_close(robust_nll(logits, logits + 3, labels, 1.0), F.cross_entropy(logits, labels, reduction="none"))
+    torch.testing.assert_close(robust_nll(logits, logits, labels, 0.25), F.cross_entropy(logits, labels, reduction="none"))
+    assert IBPBNN.mixing(CIFAR) == 0.25 and IBPBNN.mixing(MNIST) == 0.5
+
+
+def test_eps_warms_up_linearly_then_holds():
+    plugin = IBPBNN()
+    network = plugin.build(MNIST)
+    seen = []
+    for progress in (0.0, 0.25, 0.5, 0.9):
+        plugin.before_step(network, progress)
+        seen.append(network.train_eps)
+    assert seen == pytest.approx([0.0, 0.05, 0.1, 0.1])
+
+
+def test_a_certified_point_is_never_flipped_by_pgd_on_the_same_weights(mnist_sample):
+    x_train, y_train, x_test, y_test = mnist_sample
+    plugin = IBPBNN()
+    torch.manual_seed(0)
+    network = plugin.build(MNIST)
+    train(plugin, network, x_train[:1000], y_train[:1000], MNIST, TrainConfig(epochs=4, batch_size=100, lr=2e-3),
+          torch.device("cpu"), seed=0)
+    eps = 0.02  # about a third of these 150 points are certified after this short training
+    x, y = x_test[:150], y_test[:150]
+    torch.manual_seed(3)
+    with torch.no_grad():
+        bounds = plugin.interval_logits(network, *input_box(x.double(), eps))
+    is_certified = certified(*bounds, y)
+    assert is_certified.sum() >= 10, "too few certified points for the test to mean anything"
+    fixed = Predictor(draw_network(network, 3), "deterministic")
+    xc, yc = x[is_certified], y[is_certified]
+    x_adv = PGD(steps=40, restarts=2)(fixed, xc, yc, eps, 1)
+    assert (x_adv - xc).abs().max() <= eps + 1e-6
+    with torch.no_grad():
+        assert (fixed.network(x_adv).argmax(1) == yc).all()
+        assert (fixed.network(xc).argmax(1) == yc).all()  # certified implies correct for that draw
