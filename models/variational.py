@@ -43,9 +43,13 @@ API
     Replaces, in place, every submodule for which ``convert(module)`` returns a module (e.g. every
     ``nn.Conv2d``/``nn.Linear`` of a baseline architecture by its mean-field counterpart), so the
     plugins reuse the architectures of ``models.baseline`` rather than copying them.
+``elbo_loss(network, logits, y, n_train, kl_weight=1.0)``
+    The negative ELBO per training example: the cross-entropy of one draw of the logits (a one-sample
+    estimate of the expected NLL) plus ``kl_weight`` · KL(q ‖ p) / n_train (Blundell et al. 2015).
 ``posterior_mean(network)``
     A deep copy with every ``LocalReparameterization`` layer replaced by its ``deterministic()``
-    version: the deterministic surrogate the harness attacks for transfer.
+    version: the deterministic surrogate the harness attacks for transfer. A layer class may override
+    ``deterministic()`` (variational dropout prunes weights there).
 """
 
 from __future__ import annotations
@@ -77,9 +81,13 @@ class LocalReparameterization(nn.Module):
         """KL(q ‖ prior) of this layer's own parameters."""
         raise NotImplementedError
 
+    def deterministic_layer(self, weight: Tensor, bias: Tensor | None) -> nn.Module:
+        """A deterministic layer of the same geometry holding the given weights."""
+        raise NotImplementedError
+
     def deterministic(self) -> nn.Module:
         """The deterministic layer with the posterior-mean weights."""
-        raise NotImplementedError
+        return self.deterministic_layer(*self.mean_weights())
 
     def forward(self, x: Tensor) -> Tensor:
         w_mean, w_var, b_mean, b_var = self.weight_moments()
@@ -100,7 +108,7 @@ class LocalReparameterization(nn.Module):
 
 
 class DenseGeometry:
-    """Mixin: the layer is ``F.linear``; its deterministic version an ``nn.Linear``."""
+    """Mixin: the layer is ``F.linear``; its deterministic counterpart an ``nn.Linear``."""
 
     in_features: int
     out_features: int
@@ -108,8 +116,7 @@ class DenseGeometry:
     def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
 
-    def deterministic(self) -> nn.Linear:
-        weight, bias = self.mean_weights()
+    def deterministic_layer(self, weight: Tensor, bias: Tensor | None) -> nn.Linear:
         layer = nn.Linear(self.in_features, self.out_features, bias=bias is not None)
         _copy_into(layer, weight, bias)
         return layer.to(weight.device)
@@ -127,8 +134,7 @@ class ConvGeometry:
     def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.conv2d(x, weight, bias, self.stride, self.padding)
 
-    def deterministic(self) -> nn.Conv2d:
-        weight, bias = self.mean_weights()
+    def deterministic_layer(self, weight: Tensor, bias: Tensor | None) -> nn.Conv2d:
         layer = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                           bias=bias is not None)
         _copy_into(layer, weight, bias)
@@ -269,7 +275,12 @@ def kl_divergence(module: nn.Module) -> Tensor:
     return torch.stack(terms).sum()
 
 
+def elbo_loss(network: nn.Module, logits: Tensor, y: Tensor, n_train: int, kl_weight: float = 1.0) -> Tensor:
+    """Negative ELBO per example: expected NLL (one local-reparameterization draw) + weight · KL / N."""
+    return F.cross_entropy(logits, y) + kl_weight * kl_divergence(network) / n_train
+
+
 __all__ = [
     "LocalReparameterization", "DenseGeometry", "ConvGeometry", "MeanFieldLinear", "MeanFieldConv2d",
-    "gaussian_kl", "mean_field", "swap_layers", "posterior_mean", "kl_divergence", "conv_geometry",
+    "gaussian_kl", "mean_field", "swap_layers", "posterior_mean", "kl_divergence", "conv_geometry", "elbo_loss",
 ]
