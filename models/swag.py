@@ -47,15 +47,16 @@ from benchmark.registry import register_model
 from models.baseline import make_cnn
 
 
-def swag_sample(mean: Tensor, sq_mean: Tensor, deviations: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One draw θ = θ̄ + √½ σ_diag z₁ + √½ Dᵀz₂/√(K − 1), with ``deviations`` the K x P matrix of rows
-    θ_i − θ̄_i (Maddox et al. 2019, eq. 1 and the sampling rule of their Algorithm 1)."""
+def swag_sample(mean: Tensor, sq_mean: Tensor, deviations: Tensor, generator: torch.Generator | None = None,
+                shape: tuple[int, ...] = ()) -> Tensor:
+    """Draws θ = θ̄ + √½ σ_diag z₁ + √½ Dᵀz₂/√(K − 1), ``[*shape, P]``, with ``deviations`` the K x P
+    matrix of rows θ_i − θ̄_i (Maddox et al. 2019, eq. 1 and the sampling rule of their Algorithm 1)."""
     rank = deviations.shape[0]
     std = (sq_mean - mean.pow(2)).clamp_min(0).sqrt()
-    z1 = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    z1 = torch.randn((*shape, mean.numel()), generator=generator, dtype=mean.dtype).to(mean.device)
     theta = mean + math.sqrt(0.5) * std * z1
     if rank >= 2:
-        z2 = torch.randn(rank, generator=generator, dtype=mean.dtype).to(mean.device)
+        z2 = torch.randn((*shape, rank), generator=generator, dtype=mean.dtype).to(mean.device)
         theta = theta + math.sqrt(0.5) * (z2 @ deviations) / math.sqrt(rank - 1)
     return theta
 
@@ -131,7 +132,8 @@ class SWAGNetwork(nn.Module):
         self.base.train()
         device = self.swa_mean.device
         for i in range(0, x.shape[0], batch_size):
-            self.base(to_float(x[i:i + batch_size].to(device)))
+            if x[i:i + batch_size].shape[0] > 1:  # batch norm needs two values per channel
+                self.base(to_float(x[i:i + batch_size].to(device)))
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         self.base.train(was_training)
