@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from benchmark.attacks import FGSM, PGD, Attack, AutoAttack, Square, Transfer, input_gradient
+from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
 from benchmark.errors import BenchmarkError, PluginOutputError
 from benchmark.distributed import World
@@ -66,7 +67,8 @@ class Evaluator:
     def __init__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, profile: Profile,
                  eps: float, device: torch.device, seed: int, *,
                  surrogate: tuple[str, Predictor] | None = None,
-                 load: Callable[[str], dict[str, np.ndarray]] | None = None, world: World = World()):
+                 load: Callable[[str], dict[str, np.ndarray]] | None = None, world: World = World(),
+                 bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
         self.predictor = predictor
         self.x, self.y = x, y
         self.profile = profile
@@ -75,6 +77,7 @@ class Evaluator:
         self.seed = seed
         self.load = load
         self.world = world
+        self.bounds = bounds  # the plugin's interval_logits (one posterior draw per call): enables `certify`
         random = predictor.is_random
         self.samples = profile.samples if random else 1
         self.eot = profile.eot if random else 1
@@ -114,6 +117,8 @@ class Evaluator:
         conditions += [Condition("pgd", e) for e in self.eps_sweep]
         conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if name != "pgd" and run.attack.white_box]
         conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if not run.attack.white_box]
+        if self.bounds is not None:
+            conditions += [Condition("certify", e) for e in self.eps_sweep if e != self.large_eps]
         return conditions
 
     def attack_settings(self) -> dict:
@@ -129,6 +134,8 @@ class Evaluator:
             return self._predictive(condition, clean_entropy)
         if condition.name == "diagnostics":
             return self._diagnostics()
+        if condition.name == "certify":
+            return self._certify(condition)
         return self._attack(condition)
 
     def _batches(self, condition: Condition, index: np.ndarray | None = None):
@@ -240,6 +247,36 @@ class Evaluator:
         rows = accuracy_rows(condition.name, eps, full)
         rows.append(_row(condition.name, eps, "attacked", len(self.y) if index is None else len(index)))
         return rows, {"correct": full}
+
+
+    def _certify(self, condition: Condition):
+        """IBP certification at eps with S posterior draws (docs/protocol.md): ``certified[s, i]`` when the
+        plugin's logit bounds of draw s over the eps-ball around x_i (clipped to [0, 1], in float64) give
+        l_y > max_{j != y} u_j. Certified implies correct for that draw (x_i is in the ball); certified for
+        all S draws implies the mean-softmax decision of those S draws is y everywhere in the ball."""
+        eps = float(condition.param)
+
+        def batch_certified(_, xb, yb):
+            lower, upper = input_box(xb.double(), eps)
+            with torch.no_grad():
+                return torch.stack([certified(*self._checked_bounds(lower, upper), yb) for _ in range(self.samples)]).cpu()
+
+        cert = torch.cat(self._map(condition, batch_certified), dim=1).numpy()
+        acc, low, high = mean_interval([cert.all(axis=0).mean()], cert.shape[1])
+        rows = [_row("certify", eps, "certified_acc", acc), _row("certify", eps, "certified_acc_ci_low", low),
+                _row("certify", eps, "certified_acc_ci_high", high),
+                _row("certify", eps, "certified_pair_fraction", cert.mean()),
+                _row("certify", eps, "samples", cert.shape[0])]
+        return rows, {"certified": cert}
+
+    def _checked_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        low, high = self.bounds(lower, upper)
+        if low.shape != high.shape or low.dim() != 2 or low.shape[0] != lower.shape[0]:
+            raise PluginOutputError(f"interval_logits returned shapes {tuple(low.shape)}, {tuple(high.shape)}; "
+                                    f"expected [{lower.shape[0]}, classes] each")
+        if (low > high).any():
+            raise PluginOutputError("interval_logits returned a lower bound above its upper bound")
+        return low, high
 
 
 class HarnessBug(AssertionError):

@@ -156,11 +156,34 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
         blocks.append(Paragraph("Attacks: not run."))
 
     blocks += _how_attacked(config, metrics, failures)
+    blocks += _certification(_condition(metrics, "certify"), eps)
 
     blocks.append(Heading("Notes"))
     notes = [str(note) for note in config.get("notes") or []]
     blocks.append(Bullets(notes) if notes else Paragraph("None."))
     return blocks
+
+
+def _certification(certify: pd.DataFrame, eps: float) -> list[Block]:
+    """The certify condition (plugins with interval bounds only): certified accuracy per eps."""
+    if certify.empty:
+        return []
+    table = pd.DataFrame({
+        "ε": [_eps(e) + (" (dataset ε)" if np.isclose(e, eps) else "") for e in certify.index],
+        "certified accuracy (95% interval)": [
+            _with_interval(row.rename({"certified_acc": "accuracy", "certified_acc_ci_low": "accuracy_ci_low",
+                                       "certified_acc_ci_high": "accuracy_ci_high"})) for _, row in certify.iterrows()],
+        "certified (point, draw) pairs": [_num(v) for v in certify.get("certified_pair_fraction", pd.Series(index=certify.index, dtype=float))],
+        "posterior draws S": [f"{v:g}" for v in certify.get("samples", pd.Series(1.0, index=certify.index))],
+    })
+    return [Heading("Certified robustness (interval bound propagation)"), Table(table),
+            Paragraph("For each of S posterior draws the plugin bounds the logits over the whole ε-ball (clipped to "
+                      "[0, 1]) by interval bound propagation; an example is certified for a draw when the lower "
+                      "bound of its true logit exceeds the upper bound of every other logit, which also means the "
+                      "draw classifies it correctly. Certified accuracy counts the examples certified for all S draws "
+                      "(then the mean-softmax decision of those draws is correct everywhere in the ball): a sound "
+                      "lower bound on robustness, unlike the attack rows, which are upper bounds. The pairs column "
+                      "is the share of (example, draw) pairs certified.")]
 
 
 def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str]) -> list[Block]:

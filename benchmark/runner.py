@@ -49,6 +49,7 @@ class RunRequest:
     n_test: int | None = None
     n_train: int | None = None
     epochs: int | None = None
+    batch_size: int | None = None
     download: bool = True
 
 
@@ -81,7 +82,8 @@ def run(request: RunRequest) -> dict:
     world = world_from_env()
     device = resolve_device(request.device)
     profile = get_profile(request.profile or ("standard" if device.type == "cuda" else "quick"),
-                          n_test=request.n_test, n_train=request.n_train, epochs=request.epochs)
+                          n_test=request.n_test, n_train=request.n_train, epochs=request.epochs,
+                          batch_size=request.batch_size)
     # rank 0 first, so a download happens once per node-shared cache; then the others
     dataset = world.on_main(lambda: load_dataset(request.dataset, request.data_dir, download=request.download), share=False) \
         or load_dataset(request.dataset, request.data_dir, download=request.download)
@@ -119,8 +121,12 @@ def run(request: RunRequest) -> dict:
     likelihood = None
     if type(plugin).likelihood is not ModelPlugin.likelihood:
         likelihood = lambda out, y: plugin.likelihood(out, y, task)  # noqa: E731
+    bounds = None  # plugins with sound interval bounds get the certify condition
+    if type(plugin).interval_logits is not ModelPlugin.interval_logits:
+        bounds = lambda lower, upper: plugin.interval_logits(network, lower, upper)  # noqa: E731
     evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes),
-                          x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world)
+                          x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world,
+                          bounds=bounds)
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings())
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
@@ -297,4 +303,5 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
         "robust_acc_ci_high": _metric(metrics, "robust", "accuracy_ci_high", eps),
         "robust_acc_worst": _metric(metrics, "robust", "accuracy_worst", eps),
         "reevals": config["reevals"], "run_id": config["run_id"],
+        "certified_acc": _metric(metrics, "certify", "certified_acc", eps),  # NaN (empty): no certify condition
     }
