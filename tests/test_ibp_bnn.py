@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.attacks import PGD
-from benchmark.bounds import certified, input_box
+from benchmark.bounds import certified, input_box, propagate
 from benchmark.plugin import Task, TrainConfig
 from benchmark.predictive import Predictor
 from benchmark.training import train
@@ -140,3 +140,48 @@ def test_a_certified_point_is_never_flipped_by_pgd_on_the_same_weights(mnist_sam
     with torch.no_grad():
         assert (fixed.network(x_adv).argmax(1) == yc).all()
         assert (fixed.network(xc).argmax(1) == yc).all()  # certified implies correct for that draw
+
+
+def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
+    from benchmark.leaderboard import EXTRA, SCHEMA
+    from benchmark.runner import RunRequest, run
+
+    row = run(RunRequest(model="ibp-bnn", dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu",
+                         profile="quick", out=tmp_path))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    certify = metrics[metrics.condition == "certify"]
+    assert sorted(certify.param.unique()) == pytest.approx([0.1, 0.2, 0.3])  # the sweep without the large eps
+    acc = certify[certify.metric == "certified_acc"].set_index("param").value
+    pairs = certify[certify.metric == "certified_pair_fraction"].set_index("param").value
+    assert (acc <= pairs + 1e-12).all() and acc.is_monotonic_decreasing  # all-S implies each pair; nested balls
+    assert (certify[certify.metric == "samples"].value == 8).all()
+    import numpy as np
+
+    certified_draws = np.load(run_dir / "conditions" / "certify-0.1.npz")["certified"]
+    assert certified_draws.shape == (8, 40)
+    clean_correct = np.load(run_dir / "conditions" / "clean.npz")["correct"][0]
+    assert not (certified_draws.all(0) & ~clean_correct).any()  # certified for all draws implies correct
+    board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv")
+    assert list(board.columns) == SCHEMA + EXTRA and EXTRA[-1] == "certified_acc"
+    assert board.certified_acc.iloc[0] == pytest.approx(row["certified_acc"]) == pytest.approx(acc[np.isclose(acc.index, 0.3)].iloc[0])
+    assert "Certified robustness" in (tmp_path / "leaderboards" / "reports" / "mnist-5k" / "ibp-bnn" / "report.md").read_text()
+
+
+def test_certify_runs_only_for_plugins_with_bounds_and_checks_them():
+    from benchmark.errors import PluginOutputError
+    from benchmark.evaluation import Condition, Evaluator
+    from benchmark.profiles import get_profile
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    args = (Predictor(net, "deterministic"), x, y, get_profile("quick"), 0.3, torch.device("cpu"), 0)
+    assert not any(c.name == "certify" for c in Evaluator(*args).plan())
+    exact = Evaluator(*args, bounds=lambda lower, upper: propagate(net.double(), lower, upper))
+    assert [c.param for c in exact.plan() if c.name == "certify"] == pytest.approx([0.1, 0.2, 0.3])
+    rows, arrays = exact.run(Condition("certify", 0.0))  # a point box: certified exactly where correct
+    with torch.no_grad():
+        assert arrays["certified"][0].tolist() == (net(x.double()).argmax(1) == y).tolist()
+    lying = Evaluator(*args, bounds=lambda lo, up: (torch.ones(len(lo), 10), torch.zeros(len(lo), 10)))
+    with pytest.raises(PluginOutputError):
+        lying._checked_bounds(x.double(), x.double())
