@@ -157,6 +157,12 @@ class SpikingNetwork(nn.Module):
         self.log_density: torch.Tensor | None = None
         self.draw_logits: torch.Tensor | None = None
 
+    def train(self, mode: bool = True) -> "SpikingNetwork":
+        """Switching modes drops the last training step's records (they hold its graph, and a module holding
+        non-leaf tensors cannot be deep-copied)."""
+        self.log_density = self.draw_logits = None
+        return super().train(mode)
+
     def _synapse(self, layer: nn.Module, x: torch.Tensor, detach: bool) -> torch.Tensor:
         return layer.synapse(x.detach() if detach else x)
 

@@ -131,6 +131,8 @@ def test_likelihood_ratio_mode_sends_no_gradient_through_the_spikes():
     torch.testing.assert_close(loss.detach(), expected)  # the value is the cross-entropy of the draws
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in network.parameters())
+    network.eval()  # drops the training records, so the trained network can be copied (transfer surrogate)
+    assert network.log_density is None and plugin.surrogate(network) is not None
 
 
 def test_leave_one_out_baseline_excludes_the_own_loss():
