@@ -4,9 +4,10 @@ Redux: Effortless Bayesian Deep Learning", NeurIPS 2021 (the ``laplace-torch`` p
 The baseline CNN is trained as usual (MAP); then, in ``finalize``, laplace-torch fits a Gaussian
 posterior over the last linear layer's weights and bias, N(θ_MAP, Σ), with Σ the inverse of the
 generalised Gauss-Newton (GGN) Hessian of the cross-entropy plus the prior precision, the prior
-precision chosen by maximising the marginal likelihood. The Hessian structure is ``full`` (the
-exact last-layer GGN, 1,290 parameters on MNIST; the paper's default is KFAC, an approximation of it
-that is needed only for larger layers).
+precision chosen by maximising the marginal likelihood. The GGN is Kronecker-factored (KFAC), the
+paper's recommended default (last layer, KFAC, GGN). The exact ("full") last-layer GGN was tried:
+the same posterior family, but laplace-torch's marginal-likelihood loop then factorises a
+1,290 x 1,290 matrix per step, 80 s on two shared CPU cores against 0.5 s for KFAC.
 
 Predictive: the linearised (GLM) model with the probit approximation of the softmax integral,
 p(y | x) ≈ softmax(f_μ / √(1 + π/8 · diag Var f)) where f_μ = W φ(x) + b and
@@ -72,18 +73,18 @@ class LastLayerLaplace(nn.Module):
 
 
 def fit_last_layer_laplace(network: LastLayerLaplace, loader: DataLoader) -> object:
-    """Fit laplace-torch's last-layer, full-GGN Laplace around the MAP net, tune the prior precision
+    """Fit laplace-torch's last-layer KFAC-GGN Laplace around the MAP net, tune the prior precision
     by marginal likelihood, and copy the posterior covariance into the network's buffers. Returns the
     fitted laplace-torch object."""
     from laplace import Laplace
 
     was_training = network.training
     network.eval()  # batch-norm statistics and dropout as deployed
-    la = Laplace(network.net, "classification", subset_of_weights="last_layer", hessian_structure="full")
+    la = Laplace(network.net, "classification", subset_of_weights="last_layer", hessian_structure="kron")
     la.fit(loader)
     la.optimize_prior_precision(method="marglik")
-    with torch.no_grad():
-        network.posterior_cov.copy_(la.posterior_covariance.to(network.posterior_cov))
+    with torch.no_grad():  # the dense Σ of the last layer (1,290 x 1,290 on MNIST): small enough to store
+        network.posterior_cov.copy_(la.posterior_precision.to_matrix(exponent=-1).to(network.posterior_cov))
         network.prior_precision.copy_(la.prior_precision.reshape(-1)[:1].to(network.prior_precision))
     network.train(was_training)
     return la
@@ -91,10 +92,10 @@ def fit_last_layer_laplace(network: LastLayerLaplace, loader: DataLoader) -> obj
 
 @register_model("laplace")
 class LaplacePlugin(ModelPlugin):
-    """Last-layer Laplace with a full GGN (Daxberger et al. 2021) and the probit GLM predictive."""
+    """Last-layer Laplace with a KFAC GGN (Daxberger et al. 2021) and the probit GLM predictive."""
 
     predictive = "deterministic"
-    summary = "Last-layer Laplace (full GGN, marginal-likelihood prior) with the probit linearised predictive"
+    summary = "Last-layer Laplace (KFAC GGN, marginal-likelihood prior) with the probit linearised predictive"
 
     def build(self, task: Task) -> nn.Module:
         return LastLayerLaplace(make_cnn(task))
