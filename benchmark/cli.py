@@ -46,6 +46,7 @@ def run(
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Evaluate the first N test images (overrides the profile)."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Train on the first N training images (smoke tests)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the plugin's number of epochs (smoke tests)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 250]; part of the run's identity (attacks run per batch)."),
     download: bool = typer.Option(True, "--download/--no-download", help="Allow a torchvision download when a dataset is not found."),
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report."""
@@ -54,7 +55,7 @@ def run(
 
     row = execute(RunRequest(model=model, dataset=dataset, profile=profile, device=device, data_dir=data_dir,
                              seed=seed, out=out, retrain=retrain, checkpoint=checkpoint, eps=eps, n_test=n_test,
-                             n_train=n_train, epochs=epochs, download=download))
+                             n_train=n_train, epochs=epochs, batch_size=batch_size, download=download))
     table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
     for column in ("clean_acc", "robust_acc", "noise_acc_mean", "ece", "nll", "brier", "flags", "train_seconds", "eval_seconds"):
         table.add_column(column)

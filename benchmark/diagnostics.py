@@ -50,15 +50,16 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
             ("more_steps_gain", accuracy("pgd-long", eps) - accuracy("pgd", eps))]
     if "pgd-eot2x" in attacks:
         rows.append(("eot_change", abs(accuracy("pgd-eot2x", eps) - accuracy("pgd", eps))))
-    white = load(Condition("clean").id)
-    if white is not None:
+    correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, eps).id) for name in attacks}
+    if all(c is not None for c in correct.values()):
+        white = correct["clean"]
         for name, is_white in attacks.items():
-            if is_white and load(Condition(name, eps).id) is not None:
-                white = white & load(Condition(name, eps).id)
+            if is_white:
+                white = white & correct[name]
         every = white
         for name, is_white in attacks.items():
-            if not is_white and load(Condition(name, eps).id) is not None:
-                every = every & load(Condition(name, eps).id)
+            if not is_white:
+                every = every & correct[name]
         rows.append(("blackbox_gain", float(white.mean() - every.mean())))
     return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}
             for metric, value in rows if not np.isnan(value)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.report import JPEG_CAVEAT, write_report
+from benchmark.report import JPEG_CAVEAT, markdown_text, write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
 SCHEMA = ["model", "dataset", "profile", "threat", "eps", "n_examples", "predictive", "samples", "eot",
@@ -67,12 +67,24 @@ def publish(out: Path, dataset: str, model: str | None = None) -> None:
             for name in ([model] if model else list(frame.model)):
                 for run_id in frame[frame.model == name].run_id:
                     write_report(out / "runs" / run_id, report_dir(out, dataset, name))
-            atomic_write_text(board_dir / f"{slug(dataset)}.csv", frame.to_csv(index=False))
+            atomic_write_text(board_dir / f"{slug(dataset)}.csv", spreadsheet_safe(frame).to_csv(index=False))
             atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, dataset))
             atomic_write_text(board_dir / "index.html", _index_html(out))
     except OSError as exc:
         raise BenchmarkError(f"cannot write leaderboards under {board_dir}: {exc.strerror or exc}; the run directory is "
                              f"kept, rerun `benchmark leaderboard --out {out}` once it is writable") from exc
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``@SUM``, ``-cmd``) get a
+    leading apostrophe, the OWASP-recommended escape; numbers stay numbers."""
+    def escape(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+    return frame.apply(lambda column: column.map(escape) if pd.api.types.is_string_dtype(column) or column.dtype == object else column)
 
 
 def _fmt(value) -> str:
@@ -90,7 +102,7 @@ DISPLAY = ["model", "predictive", "clean_acc", "robust_acc", "robust_acc_ci_low"
 
 def _markdown(frame: pd.DataFrame, dataset: str) -> str:
     def cell(v) -> str:
-        return _fmt(v).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+        return markdown_text(_fmt(v))
 
     lines = [f"# Leaderboard: {cell(dataset)}", ""]
     if dataset == "cifar10-jpeg":

@@ -89,7 +89,11 @@ class Predictor:
     def log_predictive(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:
         """Log of the draw-averaged probabilities, ``[B, C]``: the quantity every loss is computed on."""
         log_probs = self.draw_log_probs(x, draws)
-        return torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
+        log_pred = torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
+        if torch.isnan(log_pred).any():  # an attack must not read NaN losses as "no progress"
+            bad = torch.isnan(log_pred).any(-1).sum().item()
+            raise PluginOutputError(f"the network's outputs for {bad} of {x.shape[0]} inputs are NaN")
+        return log_pred
 
     def objective(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1, name: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example attack loss and the log predictive distribution of the same forward pass.
@@ -99,7 +103,10 @@ class Predictor:
         """
         if name == "likelihood":
             out = self.network(x)
-            return self.likelihood(out, y), F.log_softmax(self._checked(out, x.shape[0]), dim=-1)
+            loss = self.likelihood(out, y)
+            if torch.isnan(loss).any():
+                raise PluginOutputError("the plugin's likelihood is NaN")
+            return loss, F.log_softmax(self._checked(out, x.shape[0]), dim=-1)
         log_pred = self.log_predictive(x, draws)
         return F.nll_loss(log_pred, y, reduction="none"), log_pred
 

@@ -108,7 +108,7 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
 
 def _condition(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     """One condition as a table indexed by its parameter (sigma or eps) with one column per metric."""
-    rows = metrics[metrics["condition"] == name]
+    rows = metrics[(metrics["condition"] == name) & (metrics["metric"] != "failed")]
     return rows.pivot_table(index="param", columns="metric", values="value", dropna=False).sort_index()
 
 
@@ -148,7 +148,8 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
     if attacks:
         blocks.append(Table(_eps_table(attacks)))
         settings = config.get("attack_settings") or {}
-        not_run = [name for name in settings if name not in attacks] + ["autoattack"] * ("autoattack" not in settings)
+        failed = set(metrics[metrics["metric"] == "failed"]["condition"])
+        not_run = [name for name in settings if name not in attacks and name not in failed] + ["autoattack"] * ("autoattack" not in settings)
         if not_run:
             blocks.append(Paragraph(f"Not run: {', '.join(not_run)}."))
         blocks.append(Image("eps.png", "Accuracy against epsilon"))
@@ -393,31 +394,34 @@ def _save(fig: plt.Figure, path: Path) -> None:
 # ---------------------------------------------------------------- rendering
 
 
+def markdown_text(value: object) -> str:
+    """Text made inert in Markdown: tags become entities (a plugin named ``<script>`` shows as text),
+    table pipes and link brackets are escaped, newlines cannot end a table row."""
+    text = html.escape(str(value), quote=False).replace("\n", " ")
+    return text.replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
+
+
 def _markdown(blocks: list[Block]) -> str:
     parts = []
     for block in blocks:
         match block:
             case Heading(text, level):
-                parts.append(f"{'#' * level} {text}")
+                parts.append(f"{'#' * level} {markdown_text(text)}")
             case Paragraph(text, note):
-                parts.append(f"> **Note:** {text}" if note else text)
+                parts.append(f"> **Note:** {markdown_text(text)}" if note else markdown_text(text))
             case Table(frame):
                 parts.append(_markdown_table(frame))
             case Bullets(items):
-                parts.append("\n".join(f"- {item}" for item in items))
+                parts.append("\n".join(f"- {markdown_text(item)}" for item in items))
             case Image(file, alt):
                 parts.append(f"![{alt}]({file})")
     return "\n\n".join(parts) + "\n"
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub table without tabulate; pipes and newlines in cells would break the row."""
-
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    """A GitHub table without tabulate."""
+    lines = ["| " + " | ".join(markdown_text(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(markdown_text(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
