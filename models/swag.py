@@ -112,7 +112,11 @@ class SWAGNetwork(nn.Module):
     # -- weights and statistics as flat vectors ---------------------------------------------------
     @torch.no_grad()
     def load_flat(self, theta: Tensor) -> None:
-        torch.nn.utils.vector_to_parameters(theta, self.base.parameters())
+        """Copy θ into the base network's parameters (copies: a view would share memory with θ, which
+        the safetensors checkpoint refuses)."""
+        sizes = [math.prod(shape) for shape in self._param_shapes]
+        for param, chunk in zip(self.base.parameters(), torch.split(theta, sizes)):
+            param.copy_(chunk.view_as(param))
 
     def _stat_tensors(self) -> list[Tensor]:
         buffers = dict(self.base.named_buffers())

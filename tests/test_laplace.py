@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from benchmark.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.plugin import Task
 from benchmark.registry import get_plugin_class
 from models.laplace_approx import LaplacePlugin, LastLayerLaplace, fit_last_layer_laplace
@@ -65,7 +66,7 @@ def test_zero_covariance_gives_the_map_logits():
     torch.testing.assert_close(LastLayerLaplace(net)(x), net(x))
 
 
-def test_plugin_finalize_fills_the_buffers_and_the_checkpoint_carries_them():
+def test_plugin_finalize_fills_the_buffers_and_the_checkpoint_carries_them(tmp_path):
     plugin = LaplacePlugin()
     network = plugin.build(MNIST)
     x, y = torch.randint(0, 256, (96, 1, 28, 28), dtype=torch.uint8), torch.arange(96) % 10
@@ -79,8 +80,9 @@ def test_plugin_finalize_fills_the_buffers_and_the_checkpoint_carries_them():
     assert out.shape == (3, 10)
     grad = torch.autograd.grad(out.sum(), xb)[0]
     assert torch.isfinite(grad).all()
+    save_checkpoint(network, tmp_path / "laplace.safetensors", {})
     fresh = plugin.build(MNIST).eval()
-    fresh.load_state_dict(network.state_dict())
+    load_checkpoint(fresh, tmp_path / "laplace.safetensors")
     torch.testing.assert_close(fresh(xb), out)
     torch.testing.assert_close(plugin.surrogate(fresh)(xb), network.net(xb))
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.plugin import Task, TrainConfig
 from benchmark.registry import get_plugin_class
 from models.swag import SWAG, SWAGNetwork, swag_sample
@@ -89,7 +90,7 @@ def test_deployed_samples_are_the_stored_weights_with_their_own_statistics():
     torch.testing.assert_close(out[1], check.base.eval()(x[:5]))
 
 
-def test_finalize_collects_and_deploys_samples_that_survive_a_state_dict_round_trip():
+def test_finalize_collects_and_deploys_samples_that_survive_a_checkpoint_round_trip(tmp_path):
     plugin = SWAG()
     net = plugin.build(MNIST)
     assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
@@ -102,8 +103,9 @@ def test_finalize_collects_and_deploys_samples_that_survive_a_state_dict_round_t
     xb = torch.rand(2, 1, 28, 28)
     out = net(xb)
     assert out.shape == (8, 2, 10) and torch.isfinite(out).all()
+    save_checkpoint(net, tmp_path / "swag.safetensors", {})  # safetensors: no tensor may share memory
     fresh = plugin.build(MNIST)
-    fresh.load_state_dict(net.state_dict())
+    load_checkpoint(fresh, tmp_path / "swag.safetensors")
     torch.testing.assert_close(fresh.eval()(xb), out)
     torch.testing.assert_close(plugin.surrogate(fresh)(xb), net.base(xb))
 
