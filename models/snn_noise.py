@@ -62,11 +62,11 @@ class SNNNoise(ModelPlugin):
         return TrainConfig(epochs=40 if task.is_small_grayscale else 100, lr=1e-3)
 
     def loss(self, network: SpikingNetwork, output: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
-        if network.log_density is None:  # not in likelihood-ratio mode: plain cross-entropy through the surrogate
+        if network.score is None:  # not in likelihood-ratio mode: plain cross-entropy through the surrogate
             return F.cross_entropy(output, y)
         logits = network.draw_logits  # [draws, B, classes]
         losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(logits.shape[0]), reduction="none")
-        return likelihood_ratio_loss(losses.view(logits.shape[:2]), network.log_density)
+        return likelihood_ratio_loss(losses.view(logits.shape[:2]), network.score)
 
     def surrogate(self, network: nn.Module) -> nn.Module:
         """The same weights without membrane noise: a deterministic network for the transfer attack."""

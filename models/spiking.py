@@ -21,8 +21,8 @@ Robustness", arXiv 2302.10802): every neuron's input becomes v_t = W x_t + b + s
 eps_t ~ N(0, 1) fresh per example, unit and step, and one learnable sigma per output channel. In
 *likelihood-ratio mode* (training of ``snn-noise``) nothing is back-propagated through the spikes:
 each layer's input x_t is detached, the dynamics run on the sampled v_t, and the network records, per
-example, the log-density of the sampled v_t under N(W x_t + b, sigma^2) summed over units, steps and
-layers (:attr:`SpikingNetwork.log_density`). Its gradient is
+example, a score term with the gradient of the log-density of the sampled v_t under N(W x_t + b, sigma^2),
+summed over units, steps and layers (:attr:`SpikingNetwork.score`). Its gradient is
 
     d/dW log p = sum_t (eps_t / sigma) x_t^T,        d/dsigma log p = sum_t (eps_t^2 - 1) / sigma,
 
@@ -90,16 +90,20 @@ class MembraneNoise(nn.Module):
         sigma = self.sigma_min + F.softplus(self.rho)
         return sigma.view(1, -1, *([1] * (like.dim() - 2)))
 
-    def forward(self, mean: torch.Tensor, log_density: list[torch.Tensor] | None) -> torch.Tensor:
-        """A draw v = mean + sigma * eps. With ``log_density`` (likelihood-ratio mode) the draw is detached and
-        its per-example log-density under N(mean, sigma^2), up to a constant, is appended to the list."""
+    def forward(self, mean: torch.Tensor, score: list[torch.Tensor] | None) -> torch.Tensor:
+        """A draw v = mean + sigma * eps. With ``score`` (likelihood-ratio mode) the draw is detached and a
+        per-example term with the gradient of log N(v; mean, sigma^2) is appended to the list: it is linear in
+        ``mean`` with slope eps / sigma and in log sigma with slope eps^2 - 1 (summed over the channel's units),
+        so its gradient is (eps / sigma) dmean and (eps^2 - 1) / sigma dsigma, as the log-density's is at this
+        draw, at a fraction of the cost of evaluating the log-density itself."""
         sigma = self.sigma(mean)
         eps = torch.randn_like(mean)
-        if log_density is None:
+        if score is None:
             return mean + sigma * eps
         value = (mean + sigma * eps).detach()
-        log_p = -0.5 * ((value - mean) / sigma).pow(2) - sigma.log()
-        log_density.append(log_p.flatten(1).sum(1))
+        weight_term = (mean * (eps / sigma.detach())).flatten(1).sum(1)
+        per_channel = (eps.pow(2) - 1).flatten(2).sum(2) if eps.dim() > 2 else eps.pow(2) - 1  # [B, C]
+        score.append(weight_term + per_channel @ sigma.flatten().log())
         return value
 
 
@@ -113,10 +117,10 @@ class SpikingLayer(nn.Module):
         self.threshold = threshold
         self.noise = noise
 
-    def step(self, current: torch.Tensor, state: tuple | None, log_density: list | None):
+    def step(self, current: torch.Tensor, state: tuple | None, score: list | None):
         """Noise (if any), then one LIF step; returns (spikes, new state)."""
         if self.noise is not None:
-            current = self.noise(current, log_density)
+            current = self.noise(current, score)
         membrane, spikes = lif_step(current, *(state or (None, None)), self.beta, self.threshold)
         return spikes, (membrane, spikes)
 
@@ -132,8 +136,8 @@ class Readout(nn.Module):
         self.synapse = synapse
         self.noise = noise
 
-    def step(self, current: torch.Tensor, log_density: list | None) -> torch.Tensor:
-        return current if self.noise is None else self.noise(current, log_density)
+    def step(self, current: torch.Tensor, score: list | None) -> torch.Tensor:
+        return current if self.noise is None else self.noise(current, score)
 
 
 class SpikingNetwork(nn.Module):
@@ -141,8 +145,11 @@ class SpikingNetwork(nn.Module):
     then a :class:`Readout`, simulated for ``time_steps`` steps with direct input encoding.
 
     ``likelihood_ratio``: in training mode, run in likelihood-ratio mode (see the module docstring) and
-    leave the per-example score in :attr:`log_density`; in eval mode, or when False, the usual forward
-    whose gradients flow through the surrogate spike derivative.
+    leave the per-example score in :attr:`score` ([draws, B]) and the logits of every draw in
+    :attr:`draw_logits` ([draws, B, classes]), with ``train_draws`` independent noise draws per example
+    (they give each example a baseline of its own: the mean loss of its other draws); the returned logits
+    are the draws' mean. In eval mode, or when False, the usual forward whose gradients flow through the
+    surrogate spike derivative (noise, if any, still on).
     """
 
     def __init__(self, encoder: nn.Module, body: list[nn.Module], readout: Readout, time_steps: int,
@@ -154,13 +161,13 @@ class SpikingNetwork(nn.Module):
         self.readout = readout
         self.time_steps = time_steps
         self.likelihood_ratio = likelihood_ratio
-        self.log_density: torch.Tensor | None = None
+        self.score: torch.Tensor | None = None
         self.draw_logits: torch.Tensor | None = None
 
     def train(self, mode: bool = True) -> "SpikingNetwork":
         """Switching modes drops the last training step's records (they hold its graph, and a module holding
         non-leaf tensors cannot be deep-copied)."""
-        self.log_density = self.draw_logits = None
+        self.score = self.draw_logits = None
         return super().train(mode)
 
     def _synapse(self, layer: nn.Module, x: torch.Tensor, detach: bool) -> torch.Tensor:
@@ -168,16 +175,17 @@ class SpikingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lr_mode = self.training and self.likelihood_ratio
-        log_density: list[torch.Tensor] | None = [] if lr_mode else None
+        score: list[torch.Tensor] | None = [] if lr_mode else None
         batch = x.shape[0]
-        if lr_mode and self.train_draws > 1:
-            x = x.repeat(self.train_draws, *([1] * (x.dim() - 1)))
         x = self.encoder(x)
-        # direct encoding: the first synaptic layer sees the same input at every step, so its current is computed once
+        # direct encoding: the first synaptic layer sees the same input at every step (and in every noise draw),
+        # so its current is computed once per example
         first = next(i for i, m in enumerate(self.body) if isinstance(m, SpikingLayer))
         for module in self.body[:first]:
             x = module(x)
         first_current = self._synapse(self.body[first], x, lr_mode)
+        if lr_mode and self.train_draws > 1:  # draw-major copies: row r * B + i is draw r of example i
+            first_current = first_current.repeat(self.train_draws, *([1] * (first_current.dim() - 1)))
         states: dict[int, tuple] = {}
         total = 0.0
         for _ in range(self.time_steps):
@@ -186,16 +194,16 @@ class SpikingNetwork(nn.Module):
                 module = self.body[i]
                 if isinstance(module, SpikingLayer):
                     current = first_current if i == first else self._synapse(module, h, lr_mode)
-                    h, states[i] = module.step(current, states.get(i), log_density)
+                    h, states[i] = module.step(current, states.get(i), score)
                 else:
                     h = module(h)
-            total = total + self.readout.step(self._synapse(self.readout, h, lr_mode), log_density)
+            total = total + self.readout.step(self._synapse(self.readout, h, lr_mode), score)
         logits = total / self.time_steps
         if not lr_mode:
-            self.log_density = self.draw_logits = None
+            self.score = self.draw_logits = None
             return logits
         # likelihood-ratio mode: [draws, B] scores and [draws, B, classes] logits for the loss; the mean logits out
-        self.log_density = torch.stack(log_density).sum(0).view(-1, batch)
+        self.score = torch.stack(score).sum(0).view(-1, batch)
         self.draw_logits = logits.view(-1, batch, logits.shape[-1])
         return self.draw_logits.mean(0)
 
@@ -209,20 +217,21 @@ def leave_one_out_baseline(losses: torch.Tensor, dim: int) -> torch.Tensor:
     return (losses.sum(dim, keepdim=True) - losses) / (n - 1)
 
 
-def likelihood_ratio_loss(losses: torch.Tensor, log_density: torch.Tensor) -> torch.Tensor:
+def likelihood_ratio_loss(losses: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     """A scalar whose value is mean(losses) and whose gradient is the likelihood-ratio estimate
 
         grad E[L] ~ mean (L - b) * grad log p(v),
 
     i.e. E[(L - b)(eps / sigma) x^T] for the weights and E[(L - b)(eps^2 - 1) / sigma] for the noise levels,
-    summed over units and time steps (Zhang et al., arXiv 2302.10802). ``losses`` and ``log_density`` are
-    [draws, B] (several noise draws per example) or [B]; the losses are treated as constants, ``log_density``
-    carries the graph to the weights and noise levels. Baseline b: with several draws, the mean loss of the
-    example's other draws (its own expected loss, up to noise); with one, the mean loss of the other examples.
+    summed over units and time steps (Zhang et al., arXiv 2302.10802). ``losses`` and ``score`` (a term with
+    the gradient of log p(v), see :class:`MembraneNoise`) are [draws, B] (several noise draws per example) or
+    [B]; the losses are treated as constants, ``score`` carries the graph to the weights and noise levels.
+    Baseline b: with several draws, the mean loss of the example's other draws (its own expected loss, up to
+    noise); with one, the mean loss of the other examples.
     """
     losses = losses.detach()
     if losses.dim() == 1:
-        losses, log_density = losses.unsqueeze(0), log_density.unsqueeze(0)
+        losses, score = losses.unsqueeze(0), score.unsqueeze(0)
     dim = 0 if losses.shape[0] > 1 else 1
-    score = ((losses - leave_one_out_baseline(losses, dim)) * log_density).mean()
-    return losses.mean() + score - score.detach()
+    surrogate = ((losses - leave_one_out_baseline(losses, dim)) * score).mean()
+    return losses.mean() + surrogate - surrogate.detach()

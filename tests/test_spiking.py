@@ -125,14 +125,14 @@ def test_likelihood_ratio_mode_sends_no_gradient_through_the_spikes():
     out = network(x)
     assert not out.requires_grad  # the dynamics ran on detached draws
     draws = network.draw_logits
-    assert draws.shape == (network.train_draws, 4, 10) and network.log_density.shape == (network.train_draws, 4)
+    assert draws.shape == (network.train_draws, 4, 10) and network.score.shape == (network.train_draws, 4)
     loss = plugin.loss(network, out, y, SMALL)
     expected = F.cross_entropy(draws.flatten(0, 1), y.repeat(network.train_draws))
     torch.testing.assert_close(loss.detach(), expected)  # the value is the cross-entropy of the draws
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in network.parameters())
     network.eval()  # drops the training records, so the trained network can be copied (transfer surrogate)
-    assert network.log_density is None and plugin.surrogate(network) is not None
+    assert network.score is None and plugin.surrogate(network) is not None
 
 
 def test_leave_one_out_baseline_excludes_the_own_loss():
@@ -166,13 +166,13 @@ def test_likelihood_ratio_gradient_is_unbiased_for_weights_and_noise_levels(draw
     groups, n = 40, 4000
     estimates = []
     for _ in range(groups):
-        log_density = []
-        v = noise(layer(x.expand(n, -1).detach()), log_density)
+        score = []
+        v = noise(layer(x.expand(n, -1).detach()), score)
         losses = F.cross_entropy(v, y.expand(n), reduction="none")
         if draws_axis:  # [draws, B]: 2000 draws for each of 2 (identical) examples
-            loss = likelihood_ratio_loss(losses.view(-1, 2), log_density[0].view(-1, 2))
+            loss = likelihood_ratio_loss(losses.view(-1, 2), score[0].view(-1, 2))
         else:  # [B]: leave-one-out over the batch
-            loss = likelihood_ratio_loss(losses, log_density[0])
+            loss = likelihood_ratio_loss(losses, score[0])
         estimates.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
     estimates = torch.stack(estimates)
     mean, se = estimates.mean(0), estimates.std(0) / groups ** 0.5
@@ -181,3 +181,20 @@ def test_likelihood_ratio_gradient_is_unbiased_for_weights_and_noise_levels(draw
     # precise enough to catch a wrong sign or a missing 1/sigma: the standard errors are small against the gradient
     assert se.max() < 0.1 * ref.abs().max()
     assert ref[-3:].abs().min() > 5 * se[-3:].max()  # the noise-level gradients are resolved too
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 4)])
+def test_noise_score_has_the_gradient_of_the_gaussian_log_density(shape):
+    noise = MembraneNoise(3, sigma_init=0.5).double()
+    with torch.no_grad():
+        noise.rho.copy_(torch.tensor([-1.0, 0.2, 0.7]))
+    mean = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    score = []
+    value = noise(mean, score)
+    assert not value.requires_grad
+    grads = torch.autograd.grad(score[0].sum(), (mean, noise.rho))
+    sigma = noise.sigma(mean)
+    log_density = (-0.5 * ((value - mean) / sigma) ** 2 - sigma.log().expand(shape)).sum()
+    expected = torch.autograd.grad(log_density, (mean, noise.rho))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
