@@ -102,7 +102,7 @@ def test_finalize_collects_and_deploys_samples_that_survive_a_checkpoint_round_t
     net.eval()
     xb = torch.rand(2, 1, 28, 28)
     out = net(xb)
-    assert out.shape == (8, 2, 10) and torch.isfinite(out).all()
+    assert out.shape == (5, 2, 10) and torch.isfinite(out).all()
     save_checkpoint(net, tmp_path / "swag.safetensors", {})  # safetensors: no tensor may share memory
     fresh = plugin.build(MNIST)
     load_checkpoint(fresh, tmp_path / "swag.safetensors")
