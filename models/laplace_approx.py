@@ -17,7 +17,10 @@ computes this itself from the posterior covariance held in a buffer (the checkpo
 only) and returns the probit-scaled logits: a deterministic predictor with exact input gradients,
 whose softmax is laplace-torch's ``la(x, pred_type="glm", link_approx="probit")`` (tested).
 
-The module is named ``laplace_approx`` so that it cannot shadow the ``laplace`` package.
+Differences from the paper, on purpose: only the probit link (the paper also offers Monte Carlo
+over the linearised logits, which would make the predictor stochastic); the posterior is fitted on
+the network in eval mode (batch-norm statistics as deployed). The module is named
+``laplace_approx`` so that it cannot shadow the ``laplace`` package.
 """
 
 from __future__ import annotations
