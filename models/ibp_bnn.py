@@ -20,14 +20,22 @@ The original code's test (argmax of a sum of softmaxes of bounds) is not sound a
 
 Architectures: 28×28 one-channel inputs get the paper's fully connected 784-512-10 ReLU net on the
 raw [0, 1] pixels; 32×32 colour inputs the small conv net of the authors' CIFAR example (conv 16@4×4,
-conv 32@4×4, 2×2 max-pool, dense 100, dense 10, ReLU), after the in-model per-channel normalisation.
+conv 32@4×4, 2×2 max-pool, dense 100, dense 10, ReLU; taken from the authors' public deepbayes
+example, not checked against the paper), after the in-model per-channel normalisation.
 
-Deviations from the paper, on purpose: Adam with cosine decay instead of the authors' BBB optimiser
-and learning rate; far fewer epochs (quick: 3 on full MNIST; standard: 20 / 45 on CIFAR); the
+Deviations from the paper, on purpose: Adam (lr 3e-3, cosine decay) instead of the authors' BBB
+optimiser and learning rate; far fewer epochs (quick: 3 on full MNIST; standard: 20 / 45 on CIFAR);
+the posterior starts narrow, σ = softplus(−9) ≈ 1.2e-4 with a N(0, 1) prior: on full MNIST (quick
+recipe) the share certified at ε = 0.1 was 0.24 with ρ₀ = −5, 0.56 with −7 and 0.66 with −9, for clean
+accuracy 0.95 to 0.96 (sampled weights inflate |W| r in every layer); the
 ε warm-up spans the first half of training rather than being tied to epochs; training ε is the
 paper's evaluation ε (0.1 on MNIST-like data, 0.004 on colour images), while the harness certifies
 and attacks at its own ε sweep (dataset ε 0.3 on MNIST), so the leaderboard's certified accuracy at
 ε = 0.3 is not the paper's figure (its ε = 0.1 figure is in metrics.csv and the report).
+
+Observed property of the mixture likelihood: once softmax(z)_y is tiny, −log p_y ≈ −log(λ softmax(f_w(x))_y)
+and the bound term gets almost no gradient, so a too-large training ε is simply given up on (training
+at ε = 0.2 certified 3% at 0.1, with higher clean accuracy); the warm-up keeps it in play.
 """
 
 from __future__ import annotations
@@ -93,7 +101,7 @@ class IBPBNN(ModelPlugin):
     predictive = "stochastic"
     summary = "mean-field BNN trained with the robust IBP likelihood; certified accuracy by IBP (Wicker et al. 2021)"
     prior_std = 1.0
-    rho_init = -5.0
+    rho_init = -9.0  # sigma = softplus(-9) = 1.2e-4 at the start: certification falls fast with a wider posterior
     warmup = 0.5  # fraction of training over which eps grows linearly from 0
 
     @staticmethod
@@ -129,8 +137,8 @@ class IBPBNN(ModelPlugin):
         extra = {"train_eps": self.training_eps(task), "lambda": self.mixing(task), "warmup": self.warmup,
                  "prior_std": self.prior_std, "rho_init": self.rho_init}
         if task.profile == "quick":
-            return TrainConfig(epochs=3, batch_size=128, lr=1e-3, min_steps=1400, extra=extra)
-        return TrainConfig(epochs=20 if task.is_small_grayscale else 45, batch_size=128, lr=1e-3, extra=extra)
+            return TrainConfig(epochs=3, batch_size=128, lr=3e-3, min_steps=1400, extra=extra)
+        return TrainConfig(epochs=20 if task.is_small_grayscale else 45, batch_size=128, lr=3e-3, extra=extra)
 
     def before_step(self, network: nn.Module, progress: float) -> None:
         """Linear eps warm-up: 0 at the start, the training eps from ``warmup`` of training on."""
