@@ -20,9 +20,12 @@ averages the softmax of S draws; the ``surrogate`` is the network with μ in the
 phase-1 network moved by the SVI fit of μ.
 
 Unverified choices (the paper's hyperparameters were not available to us): the prior N(0, 1), ρ
-initialised at -5 (σ ≈ 0.007), phase 2 with Adam at lr 1e-3 for 1 epoch (quick) or 5 (standard);
-phase 1 follows ``models.baseline.cnn_recipe`` on the benchmark's CNNs (LeNet-like on 28x28, VGG-style
-on 32x32), where the paper used its own (ResNet/VGG-type) networks.
+initialised at -5 (σ ≈ 0.007), phase 2 with Adam at lr 1e-2 (only the first layer's few hundred
+parameters move) for 2 epochs (quick) or 10 (standard); phase 1 follows ``models.baseline.cnn_recipe``
+on the benchmark's CNNs (LeNet-like on 28x28, VGG-style on 32x32), where the paper used its own
+networks. On full MNIST the first layer's mean σ grows to about 0.06 after one SVI epoch at this lr and
+0.10 after three (|μ| ≈ 0.2) with the accuracy unchanged, so the quick profile's q is not converged;
+at lr 1e-3 σ barely left its initial value in one epoch.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class STFBNN(ModelPlugin):
 
     def train_config(self, task: Task) -> TrainConfig:
         recipe = cnn_recipe(task)
-        svi = dict(svi_epochs=1 if task.profile == "quick" else 5, svi_lr=1e-3)
+        svi = dict(svi_epochs=2 if task.profile == "quick" else 10, svi_lr=1e-2)
         return dataclasses.replace(recipe, extra={**recipe.extra, **svi})
 
     def before_step(self, network: nn.Module, progress: float) -> None:
