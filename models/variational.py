@@ -26,7 +26,9 @@ API
     ``forward(x)`` (local reparameterization, fresh noise on every call in train *and* eval mode),
     ``sample_weights() -> (weight, bias)`` (one draw, differentiable in the variational parameters,
     for interval bound propagation), ``mean_weights() -> (weight, bias)`` and ``deterministic()`` (an
-    ``nn.Linear``/``nn.Conv2d`` holding the mean weights).
+    ``nn.Linear``/``nn.Conv2d`` holding the mean weights, built by the geometry's
+    ``deterministic_layer(weight, bias)``). ``DenseGeometry`` and ``ConvGeometry`` are the two geometry
+    mixins; a new distribution (e.g. ``models.vd``'s log-uniform prior) subclasses both ways.
 ``MeanFieldLinear(in_features, out_features, prior_std=1.0, rho_init=-5.0)`` and
 ``MeanFieldConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, prior_std=1.0, rho_init=-5.0)``
     Gaussian weights *and* biases, σ = softplus(ρ), parameters ``weight_mu, weight_rho, bias_mu,
