@@ -160,15 +160,20 @@ def main() -> None:
             raise
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as exc:  # the file system refused (permissions, a full disk, a name too long): the user can fix it
+        if _state["debug"]:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {exc.strerror or exc}{where}; finished work is kept and the same "
+                                   "command resumes", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: finished conditions are saved; rerun the same command to resume")
         sys.exit(130)
     except (typer.Abort,):
         sys.exit(1)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error (click's, vendored by typer or not)
             exc.show()
             sys.exit(exc.exit_code)
         if _state["debug"]:

@@ -59,9 +59,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise BenchmarkError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise BenchmarkError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise BenchmarkError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BenchmarkError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
 
 
 def describe_device(device: torch.device) -> str:
@@ -78,6 +83,8 @@ def run(request: RunRequest) -> dict:
     """Execute a run and return its leaderboard row (on every rank when started by torchrun)."""
     if request.eps is not None and not 0.0 <= request.eps <= 1.0:
         raise BenchmarkError(f"--eps must lie in [0, 1] (inputs are scaled to [0, 1]); got {request.eps}")
+    if not 0 <= request.seed < 2**32:
+        raise BenchmarkError(f"--seed must lie in [0, 2**32); got {request.seed}")
     plugin = create_model(request.model)
     world = world_from_env()
     device = resolve_device(request.device)
