@@ -126,18 +126,23 @@ def report(
 
 
 @app.command("validate-plugin")
-def validate_plugin_cmd(spec: str = typer.Argument(..., help="path/to/plugin.py (every plugin it registers) or path/to/plugin.py:name.")) -> None:
+def validate_plugin_cmd(spec: str = typer.Argument(..., help="A registered name, path/to/plugin.py (every plugin it registers) or path/to/plugin.py:name.")) -> None:
     """Check a plugin file against the contract (build, output shapes, gradients, randomness, loss)."""
     from benchmark.registry import create_model, load_plugin_file
     from benchmark.validate import validate_plugin
 
-    path, _, name = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
-    names = [name] if name else load_plugin_file(path)
+    from benchmark.registry import list_models
+
+    if spec in list_models() or not spec.split(":", 1)[0].endswith(".py"):  # a registered name (else: unknown model)
+        path, names = None, [create_model(spec).name]
+    else:
+        path, _, name = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
+        names = [name] if name else load_plugin_file(path)
     if not names:
         raise BenchmarkError(f"{path} registers no plugin: decorate a ModelPlugin subclass with @register_model(\"name\")")
     failed = 0
     for plugin_name in names:
-        plugin = create_model(f"{path}:{plugin_name}")
+        plugin = create_model(plugin_name if path is None else f"{path}:{plugin_name}")
         table = Table(title=f"{plugin_name} ({plugin.predictive})")
         for column in ("check", "result", "detail"):
             table.add_column(column)
