@@ -63,7 +63,24 @@ class _Builtin:
     input_shape: tuple[int, int, int]
     eps_linf: float
     description: str
+    official: dict[str, str] | None = None  # sha256 of each official array's uint8 bytes (x_train, y_train, x_test, y_test)
 
+
+# Checksums of the official arrays in official order, independent of the container (npz or idx files):
+# any copy of MNIST / Fashion-MNIST with the official sizes must match them byte for byte.
+_MNIST_SHA256 = {
+    "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
+_FASHION_MNIST_SHA256 = {
+    "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+    "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+    "x_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+    "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
+_OFFICIAL_SIZES = {"x_train": 60000, "y_train": 60000, "x_test": 10000, "y_test": 10000}
 
 _BUILTINS = {
     "mnist": _Builtin(
@@ -74,6 +91,7 @@ _BUILTINS = {
         (1, 28, 28),
         0.3,
         "MNIST handwritten digits",
+        _MNIST_SHA256,
     ),
     "fashion-mnist": _Builtin(
         "fashion_mnist.npz",
@@ -83,6 +101,7 @@ _BUILTINS = {
         (1, 28, 28),
         0.1,
         "Fashion-MNIST clothing images",
+        _FASHION_MNIST_SHA256,
     ),
     "cifar10": _Builtin(
         "cifar10*.npz",
@@ -259,12 +278,16 @@ def _from_arrays(name: str, spec: _Builtin, arrays: list[np.ndarray], source: st
     x_test = _images(arrays[2], None, spec.input_shape, f"{where} x_test")
     for x, key in ((x_train, "x_train"), (x_test, "x_test")):
         _check_pixels(x, None, f"{where} {key}")
+    y_train = _labels(arrays[1], len(x_train), num_classes, f"{where} y_train")
+    y_test = _labels(arrays[3], len(x_test), num_classes, f"{where} y_test")
+    note = _check_official(name, spec, {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, where)
     return Dataset(
         name=name,
+        note=note,
         x_train=torch.from_numpy(x_train),
-        y_train=torch.from_numpy(_labels(arrays[1], len(x_train), num_classes, f"{where} y_train")),
+        y_train=torch.from_numpy(y_train),
         x_test=torch.from_numpy(x_test),
-        y_test=torch.from_numpy(_labels(arrays[3], len(x_test), num_classes, f"{where} y_test")),
+        y_test=torch.from_numpy(y_test),
         num_classes=num_classes,
         class_names=list(spec.class_names),
         input_shape=spec.input_shape,
@@ -272,6 +295,23 @@ def _from_arrays(name: str, spec: _Builtin, arrays: list[np.ndarray], source: st
         source=source,
         description=spec.description,
     )
+
+
+def _check_official(name: str, spec: _Builtin, arrays: dict[str, np.ndarray], where: str) -> str | None:
+    """Refuse a copy with the official sizes whose bytes differ from the official arrays (a corrupt file);
+    a copy of another size is not the official dataset: say so in the run's notes."""
+    if spec.official is None:
+        return None
+    sizes = {key: len(a) for key, a in arrays.items()}
+    if sizes != _OFFICIAL_SIZES:
+        return (f"{where} holds {sizes['x_train']:,} / {sizes['x_test']:,} images, not the official 60,000 / 10,000 "
+                f"of {name}: it cannot be checked against the official checksums")
+    for key, array in arrays.items():
+        digest = hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
+        if digest != spec.official[key]:
+            raise BenchmarkError(f"{where}: {key} does not match the official {name} (sha256 {digest[:12]}..., expected "
+                                 f"{spec.official[key][:12]}...): the file is corrupt or modified; replace it")
+    return None
 
 
 def _mnist_5k(note: str | None = None) -> Dataset:

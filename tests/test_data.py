@@ -55,7 +55,9 @@ def test_npz_layout(tmp_path, name, file, image_shape, input_shape, eps):
     ds = load_dataset(name, tmp_path, download=False, cache_dir=tmp_path / "cache")
     assert (ds.name, ds.input_shape, ds.num_classes, len(ds.class_names)) == (name, input_shape, 10, 10)
     assert ds.eps_linf == pytest.approx(eps)
-    assert ds.source == str(tmp_path / file) and ds.note is None
+    assert ds.source == str(tmp_path / file)
+    # fewer images than the official sets: loaded, with a note that no official checksum could apply
+    assert (ds.note is None) == (name == "cifar10") and (name == "cifar10" or "not the official 60,000" in ds.note)
     assert ds.x_train.shape == (20, *input_shape) and ds.x_test.shape == (10, *input_shape)
     assert ds.x_train.dtype == torch.uint8 and ds.y_train.dtype == torch.int64
     expected = arrays["x_test"].reshape(10, 28, 28, 1) if len(image_shape) == 2 else arrays["x_test"]
@@ -146,7 +148,7 @@ def test_torchvision_layout(tmp_path, where):
     root = data_dir if where == "data dir" else cache / "data"
     arrays = _write_torchvision_mnist(root)
     ds = load_dataset("mnist", data_dir, download=False, cache_dir=cache)
-    assert ds.name == "mnist" and ds.note is None and ds.source == str(root / "MNIST")
+    assert ds.name == "mnist" and "not the official 60,000" in ds.note and ds.source == str(root / "MNIST")
     assert ds.x_train.shape == (12, 1, 28, 28) and ds.x_train.dtype == torch.uint8
     assert np.array_equal(ds.x_test[:, 0].numpy(), arrays["t10k"][0])
     assert ds.y_train.dtype == torch.int64 and ds.y_train.tolist() == arrays["train"][1].tolist()
@@ -371,3 +373,25 @@ def test_shared_datasets(monkeypatch):
     assert cifar.x_test.shape == (10000, 3, 32, 32) and cifar.x_test.dtype == torch.uint8
     assert cifar.eps_linf == pytest.approx(8 / 255) and cifar.y_test[:3].tolist() == [3, 8, 8]
     assert sorted(verified) == sorted(json.loads((SHARED / "cifar10-jpeg" / "dataset.json").read_text())["sha256"])
+
+
+@pytest.mark.parametrize("name, file", [("mnist", "mnist.npz"), ("fashion-mnist", "fashion_mnist.npz")])
+def test_official_size_copy_with_wrong_bytes_is_refused(tmp_path, name, file):
+    """A file with the official sizes must be the official arrays: one changed pixel is a corrupt file."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / file, x_train=rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 60000, dtype=np.uint8), x_test=rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 10000, dtype=np.uint8))
+    with pytest.raises(BenchmarkError, match=f"x_train does not match the official {name}.*corrupt"):
+        load_dataset(name, tmp_path, download=False, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.skipif(not (SHARED / "mnist.npz").exists(), reason="needs ../shared/datasets/mnist.npz")
+def test_one_flipped_pixel_in_real_mnist_is_detected(tmp_path):
+    with np.load(SHARED / "mnist.npz") as real:
+        arrays = {k: real[k].copy() for k in real.files}
+    assert load_dataset("mnist", SHARED, download=False).note is None  # the real file passes
+    arrays["x_test"][1234, 14, 14] ^= 1
+    np.savez_compressed(tmp_path / "mnist.npz", **arrays)
+    with pytest.raises(BenchmarkError, match="x_test does not match the official mnist"):
+        load_dataset("mnist", tmp_path, download=False, cache_dir=tmp_path / "cache")
