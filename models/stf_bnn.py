@@ -42,7 +42,13 @@ from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.progress import progress_bar
 from benchmark.registry import register_model
 from models.baseline import cnn_recipe, make_cnn
-from models.variational import LocalReparameterization, elbo_loss, mean_field, posterior_mean, swap_layers
+from models.variational import (
+    LocalReparameterization,
+    elbo_loss,
+    mean_field,
+    posterior_mean,
+    swap_layers,
+)
 
 PRIOR_STD = 1.0
 RHO_INIT = -5.0
@@ -79,7 +85,7 @@ class STFBNN(ModelPlugin):
 
     def train_config(self, task: Task) -> TrainConfig:
         recipe = cnn_recipe(task)
-        svi = dict(svi_epochs=2 if task.profile == "quick" else 10, svi_lr=1e-2)
+        svi = {"svi_epochs": 2 if task.profile == "quick" else 10, "svi_lr": 1e-2}
         return dataclasses.replace(recipe, extra={**recipe.extra, **svi})
 
     def before_step(self, network: nn.Module, progress: float) -> None:

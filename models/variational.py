@@ -57,7 +57,7 @@ API
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -159,7 +159,7 @@ def conv_geometry(layer: nn.Conv2d) -> dict:
     if (len(set(layer.kernel_size)) != 1 or len(set(layer.stride)) != 1 or not isinstance(layer.padding, tuple)
             or len(set(layer.padding)) != 1 or layer.groups != 1 or set(layer.dilation) != {1}):
         raise ValueError(f"unsupported convolution geometry: {layer}")
-    return dict(kernel_size=layer.kernel_size[0], stride=layer.stride[0], padding=layer.padding[0])
+    return {"kernel_size": layer.kernel_size[0], "stride": layer.stride[0], "padding": layer.padding[0]}
 
 
 class _GaussianPrior(LocalReparameterization):
@@ -213,7 +213,7 @@ class MeanFieldLinear(DenseGeometry, _GaussianPrior):
         self.in_features, self.out_features = in_features, out_features
 
     @classmethod
-    def from_layer(cls, layer: nn.Linear, copy_weights: bool = True, **kwargs) -> "MeanFieldLinear":
+    def from_layer(cls, layer: nn.Linear, copy_weights: bool = True, **kwargs) -> MeanFieldLinear:
         new = cls(layer.in_features, layer.out_features, **kwargs).to(layer.weight.device)
         if copy_weights:
             new.load_means(layer)
@@ -233,7 +233,7 @@ class MeanFieldConv2d(ConvGeometry, _GaussianPrior):
         self.stride, self.padding = stride, padding
 
     @classmethod
-    def from_layer(cls, layer: nn.Conv2d, copy_weights: bool = True, **kwargs) -> "MeanFieldConv2d":
+    def from_layer(cls, layer: nn.Conv2d, copy_weights: bool = True, **kwargs) -> MeanFieldConv2d:
         new = cls(layer.in_channels, layer.out_channels, **conv_geometry(layer), **kwargs).to(layer.weight.device)
         if copy_weights:
             new.load_means(layer)
@@ -283,6 +283,16 @@ def elbo_loss(network: nn.Module, logits: Tensor, y: Tensor, n_train: int, kl_we
 
 
 __all__ = [
-    "LocalReparameterization", "DenseGeometry", "ConvGeometry", "MeanFieldLinear", "MeanFieldConv2d",
-    "gaussian_kl", "mean_field", "swap_layers", "posterior_mean", "kl_divergence", "conv_geometry", "elbo_loss",
+    "ConvGeometry",
+    "DenseGeometry",
+    "LocalReparameterization",
+    "MeanFieldConv2d",
+    "MeanFieldLinear",
+    "conv_geometry",
+    "elbo_loss",
+    "gaussian_kl",
+    "kl_divergence",
+    "mean_field",
+    "posterior_mean",
+    "swap_layers",
 ]

@@ -8,7 +8,12 @@ from torch import nn
 
 from benchmark.plugin import Task
 from models.bbb import BayesByBackprop
-from models.variational import LocalReparameterization, MeanFieldConv2d, MeanFieldLinear, gaussian_kl
+from models.variational import (
+    LocalReparameterization,
+    MeanFieldConv2d,
+    MeanFieldLinear,
+    gaussian_kl,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ def test_only_the_first_layer_is_variational_and_the_rest_is_frozen(shape):
     assert isinstance(next(m for m in network.modules() if isinstance(m, (FirstLayerPosterior, nn.Conv2d))),
                       FirstLayerPosterior)
     config = dataclasses.replace(plugin.train_config(task), epochs=1, min_steps=2, batch_size=32,
-                                 extra=dict(svi_epochs=2, svi_lr=0.05))
+                                 extra={"svi_epochs": 2, "svi_lr": 0.05})
     x, y = _data(n, shape)
     phase1 = {}
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.plugin import Task
+from models.variational import kl_divergence
 from models.vd import (
     K1,
     VariationalDropout,
@@ -15,7 +16,6 @@ from models.vd import (
     VariationalDropoutLinear,
     neg_kl_log_uniform,
 )
-from models.variational import kl_divergence
 
 
 @pytest.fixture(autouse=True)
