@@ -27,6 +27,7 @@ from models.moments import (
     MomentFlatten,
     MomentMaxPool2d,
     Moments,
+    cifar_moment_net,
     gaussian_likelihood_loss,
     kl_divergence,
 )
@@ -95,39 +96,6 @@ def _small_net(num_classes: int, n_samples: int) -> nn.Sequential:
     )
 
 
-#: σ² ≈ 1e-4 for the CIFAR net's initial weight variance, see :func:`_cifar_net`
-_CIFAR_RHO_INIT = -9.2
-
-
-def _cifar_net(in_channels: int, size: int, num_classes: int, n_samples: int) -> nn.Sequential:
-    """The paper's CIFAR-10 net: six 3x3 convs [32,32,64,64,128,128], each followed by the ELU
-    ensemble, a 2x2 max-pool after every second conv, FC to the classes.
-
-    Initialised differently from the paper (means std 0.01, σ² = 0.01), which does not train this
-    seven-layer net here: with σ² = 100·M² every layer's output is mostly injected noise, the ELU
-    ensembles turn that variance into large means, the softmax saturates on the wrong class, its
-    Jacobian (and so the likelihood's gradient) vanishes and the loss stalls near 1/(2ε) (on the
-    CIFAR-10 JPEG copy, 30-120 Adam steps at lr 1e-3 and 5e-3: loss 500-900, chance accuracy).
-    Means at std 1/√fan_in and σ² ≈ 1e-4 keep the signal's scale and a σ²·fan_in noise share of at
-    most ~0.1 per layer; the same run then reached 38% accuracy on training images after 120 steps
-    of 64. Not tuned further (no GPU was available).
-    """
-    def conv(cin: int, cout: int) -> GaussianConv2d:
-        return GaussianConv2d(cin, cout, 3, padding=1, mean_std=(9 * cin) ** -0.5, rho_init=_CIFAR_RHO_INIT)
-
-    layers: list[nn.Module] = [Normalize((0.5,) * in_channels, (0.5,) * in_channels)]
-    channels = in_channels
-    for width in (32, 64, 128):
-        for _ in range(2):
-            layers += [conv(channels, width), EnsembleELU(n_samples)]
-            channels = width
-        layers.append(MomentMaxPool2d(2))
-    features = channels * (size // 8) ** 2
-    layers += [MomentFlatten(),
-               GaussianLinear(features, num_classes, mean_std=features ** -0.5, rho_init=_CIFAR_RHO_INIT)]
-    return nn.Sequential(*layers)
-
-
 @register_model("endp")
 class EnDP(ModelPlugin):
     """EnDP (Carannante et al. 2020, arXiv 2111.05953): Gaussian weights, sampled moments at the ELUs.
@@ -148,7 +116,7 @@ class EnDP(ModelPlugin):
         channels, height, _ = task.input_shape
         if task.is_small_grayscale:
             return _small_net(task.num_classes, n_samples)
-        return _cifar_net(channels, height, task.num_classes, n_samples)
+        return cifar_moment_net(channels, height, task.num_classes, lambda: EnsembleELU(n_samples))
 
     def train_config(self, task: Task) -> TrainConfig:
         """Adam with a cosine schedule, from a higher rate than the paper's.

@@ -27,7 +27,6 @@ units by 1/(1 − p)²); the CIFAR net is EnDP's (six 3x3 convs), not verified a
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -40,6 +39,7 @@ from models.moments import (
     MomentFlatten,
     MomentMaxPool2d,
     Moments,
+    cifar_moment_net,
     gaussian_likelihood_loss,
     kl_divergence,
 )
@@ -86,27 +86,6 @@ def _small_net(num_classes: int, rule: str) -> nn.Sequential:
     )
 
 
-#: σ² ≈ 1e-4 at initialisation for the deeper CIFAR net (EnDP's finding, see models.endp._cifar_net)
-_CIFAR_RHO_INIT = -9.2
-
-
-def _cifar_net(in_channels: int, size: int, num_classes: int, rule: str) -> nn.Sequential:
-    """Six 3x3 Gaussian convs [32,32,64,64,128,128] with ReLU moments, a 2x2 max-pool after every
-    second, FC to the classes; means at std 1/√fan_in, σ² ≈ 1e-4 (the scale EnDP needs to train)."""
-    layers: list[nn.Module] = [Normalize((0.5,) * in_channels, (0.5,) * in_channels)]
-    channels = in_channels
-    for width in (32, 64, 128):
-        for _ in range(2):
-            layers += [GaussianConv2d(channels, width, 3, padding=1, mean_std=(9 * channels) ** -0.5,
-                                      rho_init=_CIFAR_RHO_INIT), _activation(rule)]
-            channels = width
-        layers.append(MomentMaxPool2d(2))
-    features = channels * (size // 8) ** 2
-    layers += [MomentFlatten(),
-               GaussianLinear(features, num_classes, mean_std=features ** -0.5, rho_init=_CIFAR_RHO_INIT)]
-    return nn.Sequential(*layers)
-
-
 @register_model("vdp")
 class VDP(ModelPlugin):
     """VDP (Dera et al., IEEE TSP 2021): Gaussian weights, first-order Taylor moments at the ReLUs."""
@@ -121,7 +100,7 @@ class VDP(ModelPlugin):
         channels, height, _ = task.input_shape
         if task.is_small_grayscale:
             return _small_net(task.num_classes, self.rule)
-        return _cifar_net(channels, height, task.num_classes, self.rule)
+        return cifar_moment_net(channels, height, task.num_classes, lambda: _activation(self.rule))
 
     def train_config(self, task: Task) -> TrainConfig:
         """The paper: Adam lr 1e-4, 10 epochs (MNIST). Here lr 5e-3 with a cosine schedule, as for EnDP:

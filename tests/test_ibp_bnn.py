@@ -2,7 +2,6 @@
 the robust likelihood by hand, the eps warm-up, and the certify condition end to end."""
 
 import copy
-import math
 
 import pandas as pd
 import pytest

@@ -11,7 +11,6 @@ reference (seeded, so not flaky; 4.5 SE over ~20 components has a < 1e-3 chance 
 estimator), and the standard errors small enough that a wrong sign or a missing factor would fail.
 """
 
-import itertools
 
 import numpy as np
 import pytest
