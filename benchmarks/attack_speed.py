@@ -1,0 +1,170 @@
+"""Attack speed: the harness's PGD, APGD-CE and AutoAttack against pyautoattack and torchattacks.
+
+One fixed model (pyautoattack's CIFAR-10 ResNet-18 checkpoint, see ``common.py``), the same images, the
+same device, one process. For each eps it times
+
+* ``harness PGD-N``: ``benchmark.attacks.PGD(steps=N)`` through ``benchmark.predictive.Predictor``, batch
+  by batch as ``benchmark.evaluation.Evaluator`` calls it (N + 1 gradients: the last scores the final
+  point), against ``torchattacks.PGD`` with the same step size (2.5 eps / N) and random start (N gradients);
+* ``harness APGD-CE``: pyautoattack's APGD-CE (1 restart, 100 iterations) on the harness's
+  ``DeployedRule`` (the first stage of the harness's AutoAttack), against the same on the bare model;
+* ``harness AutoAttack``: ``benchmark.attacks.AutoAttack`` (standard version) batch by batch, against
+  ``pyautoattack.AutoAttack(version="standard").run_standard_evaluation`` on the bare model.
+
+and prints seconds, images per second, robust accuracy (recomputed on the returned points) and, per
+pair, the speed-up (reference seconds / harness seconds) and the robust-accuracy difference.
+
+That model is not adversarially trained: at eps = 8/255 every attack reaches 0% in its first stage, so
+the default eps list on CUDA also holds 1/255 and 0.5/255, where AutoAttack's later stages do real work.
+
+    OMP_NUM_THREADS=1 python benchmarks/attack_speed.py --device cpu --dataset cifar10-jpeg \\
+        --data-dir /work/shared/datasets --n 4 --steps 10 --eps 8
+    python benchmarks/attack_speed.py --dataset cifar10 --data-dir DIR    # CUDA: 1000 images, PGD-100
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+
+import pyautoattack  # noqa: F401  (imported here so no timed call pays for the import)
+import torch
+import torchattacks
+from common import (
+    accuracy,
+    add_common_args,
+    add_data_args,
+    add_model_args,
+    batches,
+    console,
+    load_images,
+    load_model,
+    print_header,
+    print_table,
+    resolve,
+    timed,
+)
+
+from benchmark.attacks import PGD, AutoAttack
+from benchmark.predictive import DeployedRule, Predictor
+
+ATTACKS = ("pgd", "torchattacks-pgd", "apgd-ce", "pyautoattack-apgd-ce", "autoattack", "pyautoattack")
+#: harness method -> the reference it is compared with
+PAIRS = {"pgd": "torchattacks-pgd", "apgd-ce": "pyautoattack-apgd-ce", "autoattack": "pyautoattack"}
+
+
+def _quiet_autoattack() -> None:
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+
+
+def _per_batch(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+               batch_size: int, seed: int) -> torch.Tensor:
+    out = []
+    for b, sl in enumerate(batches(len(y), batch_size)):
+        torch.manual_seed(seed + b)
+        out.append(fn(x[sl], y[sl]).detach())
+    return torch.cat(out)
+
+
+def _pyautoattack(model: torch.nn.Module, attacks: list[str] | None, eps: float, seed: int, device: torch.device):
+    from pyautoattack import AutoAttack as PyAutoAttack
+
+    _quiet_autoattack()
+    if attacks is None:
+        aa = PyAutoAttack(model, version="standard", eps=eps, norm="Linf", seed=seed, device=device)
+    else:
+        aa = PyAutoAttack(model, version="custom", attacks=attacks, eps=eps, norm="Linf", seed=seed, device=device)
+        aa.apgd.n_restarts = 1  # as in the standard version (custom starts from 5)
+    aa.verbose = False
+    return aa
+
+
+def run_attack(name: str, model: torch.nn.Module, predictor: Predictor, x: torch.Tensor, y: torch.Tensor,
+               eps: float, steps: int, batch_size: int, seed: int, device: torch.device) -> torch.Tensor:
+    """The adversarial points of one method; pyautoattack always gets contiguous tensors (0.2.0's APGD-T
+    crashes on channels_last ones)."""
+    x = x.contiguous()
+    if name == "pgd":
+        attack = PGD(steps=steps, restarts=1)
+        return _per_batch(lambda xb, yb: attack(predictor, xb, yb, eps, 1), x, y, batch_size, seed)
+    if name == "torchattacks-pgd":
+        attack = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True)
+        return _per_batch(lambda xb, yb: attack(xb, yb), x, y, batch_size, seed)
+    if name in ("apgd-ce", "pyautoattack-apgd-ce"):
+        target = DeployedRule(predictor, 1) if name == "apgd-ce" else model
+        aa = _pyautoattack(target, ["apgd-ce"], eps, seed, device)
+        return aa.run_standard_evaluation(x, y, batch_size=batch_size)[0]
+    if name == "autoattack":
+        _quiet_autoattack()
+        attack = AutoAttack(seed=seed)
+        return _per_batch(lambda xb, yb: attack(predictor, xb, yb, eps, 1), x, y, batch_size, seed)
+    if name == "pyautoattack":
+        return _pyautoattack(model, None, eps, seed, device).run_standard_evaluation(x, y, batch_size=batch_size)[0]
+    raise SystemExit(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
+
+
+def label(name: str, steps: int) -> str:
+    return {"pgd": f"harness PGD-{steps}", "torchattacks-pgd": f"torchattacks PGD-{steps}",
+            "apgd-ce": "harness APGD-CE (DeployedRule)", "pyautoattack-apgd-ce": "pyautoattack APGD-CE",
+            "autoattack": "harness AutoAttack standard", "pyautoattack": "pyautoattack standard"}[name]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, n_cuda=1000, n_cpu=4, bs_cuda=500, bs_cpu=4)
+    add_data_args(parser)
+    add_model_args(parser)
+    parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: 100 on CUDA, 10 on CPU)")
+    parser.add_argument("--eps", type=float, nargs="+", default=None,
+                        help="budgets in units of 1/255 (default: 8 1 0.5 on CUDA, 8 on CPU)")
+    parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    args = parser.parse_args(argv)
+    device = resolve(args)
+    cuda = device.type == "cuda"
+    steps = args.steps or (100 if cuda else 10)
+    eps_list = args.eps or ([8.0, 1.0, 0.5] if cuda else [8.0])
+
+    model = load_model(args.model, device, args.checkpoint)
+    images = load_images(args.dataset, args.data_dir, args.n, device, args.seed)
+    x, y, n = images.x, images.y, len(images.y)
+    predictor = Predictor(model, "deterministic", num_classes=10)
+    clean = accuracy(model, x, y, args.batch_size)
+    print_header("attack_speed: harness attacks against pyautoattack and torchattacks", device, [
+        f"model: {args.model}" + (f" ({args.checkpoint or 'pyautoattack examples/model_test.pt'})" if args.model == "resnet18" else ""),
+        f"data: {images.label}; batch size {args.batch_size}; float32; clean accuracy {clean:.1%}",
+    ])
+
+    # warm-up: cuDNN autotuning and first-call allocations are not charged to the first method timed
+    run_attack("pgd", model, predictor, x[: args.batch_size], y[: args.batch_size], eps_list[0] / 255, 1,
+               args.batch_size, args.seed, device)
+
+    results = []
+    for eps_units in eps_list:
+        eps = eps_units / 255
+        for name in args.attacks:
+            x_adv, seconds = timed(lambda name=name, eps=eps: run_attack(name, model, predictor, x, y, eps, steps, args.batch_size,
+                                                      args.seed, device), device)
+            if (x_adv - x).abs().max() > eps + 1e-5:
+                console.print(f"[red]warning:[/] {name} left the eps-ball at eps={eps_units}/255")
+            results.append({"eps": eps_units, "method": name, "label": label(name, steps), "seconds": seconds,
+                            "images_per_s": n / seconds, "robust_acc": accuracy(model, x_adv, y, args.batch_size)})
+
+    by_key = {(r["eps"], r["method"]): r for r in results}
+    rows = []
+    for r in results:
+        ref = by_key.get((r["eps"], PAIRS.get(r["method"], "")))
+        speedup = ref["seconds"] / r["seconds"] if ref else None
+        delta = 100 * (r["robust_acc"] - ref["robust_acc"]) if ref else None
+        rows.append([f"{r['eps']:g}/255", r["label"], r["seconds"], r["images_per_s"], f"{r['robust_acc']:.1%}",
+                     f"{speedup:.2f}x" if speedup else "-", f"{delta:+.1f}" if delta is not None else "-"])
+        r.update(speedup=speedup, robust_acc_delta_pp=delta)
+    print_table(f"{n} images, batch {args.batch_size}, PGD steps {steps}",
+                ["eps", "method", "seconds", "images/s", "robust acc", "speed-up vs ref", "Δ acc vs ref (pp)"], rows)
+    console.print("speed-up = reference seconds / harness seconds (harness PGD vs torchattacks PGD, harness APGD-CE "
+                  "vs pyautoattack APGD-CE, harness AutoAttack vs pyautoattack standard); Δ acc < 0: harness stronger")
+    return results
+
+
+if __name__ == "__main__":
+    main()

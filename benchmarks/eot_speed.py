@@ -1,0 +1,185 @@
+"""EOT speed: a stochastic plugin (mc-dropout) under EOT with K draws, the harness against pyautoattack ``rand``.
+
+* ``harness AutoAttack rand-eot``: ``benchmark.attacks.AutoAttack`` on a stochastic ``Predictor``: APGD-CE
+  and APGD-DLR (100 iterations each, on every image), each forward pass the log-mean-exp of K draws
+  batched along the batch axis (``Predictor.max_batch`` images per network call).
+* ``pyautoattack rand``: ``AutoAttack(version="rand")`` on the bare network: APGD-CE then APGD-DLR on
+  the images still standing, ``eot_iter = K`` single-draw forward/backward passes one after another per
+  iteration, gradients averaged.
+
+Both final points are re-evaluated by the harness's deployed rule with S fresh draws (robust accuracy).
+The network is the registered ``mc-dropout`` plugin's CIFAR net (``--network plugin``; random weights
+unless ``--checkpoint`` names a trained safetensors/.pt state dict, so its accuracies then mean nothing),
+or the reference ResNet-18 checkpoint with always-on dropout before its last layer (``--network
+resnet18-dropout``: a trained stochastic model, accuracies meaningful), or a tiny random CNN with dropout
+(``--network tiny-dropout``, plumbing tests). ``--iters`` below 100 shortens APGD in both (smoke runs
+only: the harness hard-codes 100, so the script patches pyautoattack's ``APGDAttack`` for the run).
+
+    OMP_NUM_THREADS=1 python benchmarks/eot_speed.py --device cpu --n 4 --eot 4 --iters 5 --network tiny-dropout
+    python benchmarks/eot_speed.py --dataset cifar10 --data-dir DIR      # CUDA: 1000 images, K = 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+
+import pyautoattack.autopgd_base as apgd_module
+import torch
+from common import (
+    ResNet18,
+    TinyNet,
+    add_common_args,
+    add_data_args,
+    batches,
+    console,
+    load_images,
+    print_header,
+    print_table,
+    reference_checkpoint,
+    resolve,
+    timed,
+)
+from pyautoattack import AutoAttack as PyAutoAttack
+from torch import nn
+
+from benchmark.attacks import AutoAttack
+from benchmark.checkpoints import load_checkpoint, read_state
+from benchmark.plugin import Task
+from benchmark.predictive import Predictor
+from benchmark.registry import create_model
+from models.baseline import MCDropout
+
+NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
+
+
+def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, device: torch.device) -> tuple[nn.Module, str]:
+    if kind == "plugin":
+        plugin = create_model(plugin_name)
+        if plugin.predictive != "stochastic":
+            raise SystemExit(f"{plugin_name} is {plugin.predictive}, not stochastic")
+        torch.manual_seed(0)
+        network = plugin.build(Task("cifar10", (3, 32, 32), 10, 50000, "standard"))
+        if checkpoint:
+            load_checkpoint(network, checkpoint)
+        what = f"{plugin_name} plugin network, " + (f"weights {checkpoint}" if checkpoint else "random weights (accuracies mean nothing)")
+    elif kind == "resnet18-dropout":
+        network = ResNet18()
+        network.load_state_dict(read_state(checkpoint or reference_checkpoint()), strict=True)
+        network.linear = nn.Sequential(MCDropout(dropout), network.linear)
+        what = f"reference ResNet-18 checkpoint + always-on dropout p={dropout} before the last layer"
+    elif kind == "tiny-dropout":
+        torch.manual_seed(0)
+        network = TinyNet()
+        network.linear = nn.Sequential(MCDropout(dropout), network.linear)
+        what = f"tiny random CNN + always-on dropout p={dropout} (plumbing only)"
+    else:
+        raise SystemExit(f"unknown --network {kind!r}")
+    return network.to(device).eval(), what
+
+
+@contextlib.contextmanager
+def apgd_iterations(iters: int):
+    """Within the block, every pyautoattack APGDAttack runs ``iters`` iterations (smoke runs only)."""
+    if iters == 100:
+        yield
+        return
+    original = apgd_module.APGDAttack
+
+    class Shortened(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.n_iter = iters
+            self.n_iter_2, self.n_iter_min, self.size_decr = max(int(0.22 * iters), 1), max(int(0.06 * iters), 1), max(int(0.03 * iters), 1)
+
+    apgd_module.APGDAttack = Shortened
+    try:
+        yield
+    finally:
+        apgd_module.APGDAttack = original
+
+
+def harness_eot(predictor: Predictor, x, y, eps, draws, batch_size, seed) -> torch.Tensor:
+    attack = AutoAttack(seed=seed)
+    out = []
+    for b, sl in enumerate(batches(len(y), batch_size)):
+        torch.manual_seed(seed + b)
+        out.append(attack(predictor, x[sl], y[sl], eps, draws))
+    return torch.cat(out)
+
+
+def pyautoattack_rand(network: nn.Module, x, y, eps, draws, iters, batch_size, seed, device) -> torch.Tensor:
+    aa = PyAutoAttack(network, version="rand", eps=eps, norm="Linf", seed=seed, device=device)
+    aa.verbose = False
+    aa.apgd.eot_iter = draws
+    if iters != 100:
+        aa.apgd.n_iter = iters
+        aa.apgd.n_iter_2, aa.apgd.n_iter_min, aa.apgd.size_decr = max(int(0.22 * iters), 1), max(int(0.06 * iters), 1), max(int(0.03 * iters), 1)
+    torch.manual_seed(seed)
+    return aa.run_standard_evaluation(x.contiguous(), y, batch_size=batch_size)[0]
+
+
+@torch.no_grad()
+def deployed_accuracy(predictor: Predictor, x, y, samples, batch_size, seed) -> float:
+    torch.manual_seed(seed + 12345)  # the same fresh draws for every method's points
+    correct = sum((predictor.probs(x[sl], samples).argmax(1) == y[sl]).sum().item() for sl in batches(len(y), batch_size))
+    return correct / len(y)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, n_cuda=1000, n_cpu=4, bs_cuda=500, bs_cpu=4)
+    add_data_args(parser)
+    parser.add_argument("--network", default="plugin", choices=NETWORKS)
+    parser.add_argument("--plugin", default="mc-dropout", help="a registered stochastic plugin (with --network plugin)")
+    parser.add_argument("--checkpoint", default=None, help="trained weights for the network (state dict)")
+    parser.add_argument("--dropout", type=float, default=0.055, help="dropout rate of the *-dropout networks (0.055: the plugin's CIFAR rate)")
+    parser.add_argument("--eot", type=int, default=None, help="K, EOT draws per step (default: 20 on CUDA, 4 on CPU)")
+    parser.add_argument("--samples", type=int, default=None, help="S, draws of the final evaluation (default: 32 on CUDA, 4 on CPU)")
+    parser.add_argument("--iters", type=int, default=None, help="APGD iterations (default: 100 on CUDA, 5 on CPU)")
+    parser.add_argument("--eps", type=float, default=8.0, help="budget in units of 1/255")
+    parser.add_argument("--max-batch", type=int, default=4096, help="Predictor.max_batch: images per network call")
+    args = parser.parse_args(argv)
+    device = resolve(args)
+    cuda = device.type == "cuda"
+    draws = args.eot or (20 if cuda else 4)
+    samples = args.samples or (32 if cuda else 4)
+    iters = args.iters or (100 if cuda else 5)
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+
+    network, what = build_network(args.network, args.plugin, args.checkpoint, args.dropout, device)
+    images = load_images(args.dataset, args.data_dir, args.n, device, args.seed)
+    x, y, n, bs = images.x, images.y, len(images.y), args.batch_size
+    predictor = Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10)
+    eps = args.eps / 255
+    clean = deployed_accuracy(predictor, x, y, samples, bs, args.seed)
+    print_header("eot_speed: harness EOT against pyautoattack rand", device, [
+        f"network: {what}", f"data: {images.label}; batch size {bs}; max_batch {args.max_batch}",
+        f"K = {draws} EOT draws, APGD {iters} iterations, eps {args.eps:g}/255, S = {samples}; clean accuracy {clean:.1%}",
+    ])
+
+    with apgd_iterations(iters):
+        harness_eot(predictor, x[:1], y[:1], eps, 1, 1, args.seed)  # warm-up
+        adv_h, sec_h = timed(lambda: harness_eot(predictor, x, y, eps, draws, bs, args.seed), device)
+        adv_r, sec_r = timed(lambda: pyautoattack_rand(network, x, y, eps, draws, iters, bs, args.seed, device), device)
+    results = [
+        {"method": "harness AutoAttack rand-eot (K batched)", "seconds": sec_h,
+         "robust_acc": deployed_accuracy(predictor, adv_h, y, samples, bs, args.seed)},
+        {"method": "pyautoattack rand (K sequential)", "seconds": sec_r,
+         "robust_acc": deployed_accuracy(predictor, adv_r, y, samples, bs, args.seed)},
+    ]
+    rows = []
+    for r in results:
+        r["images_per_s"] = n / r["seconds"]
+        r["speedup"] = sec_r / r["seconds"]
+        rows.append([r["method"], r["seconds"], r["images_per_s"], f"{r['robust_acc']:.1%}", f"{r['speedup']:.2f}x"])
+    print_table(f"{n} images, K = {draws}", ["method", "seconds", "images/s", f"robust acc (S={samples})",
+                                             "speed-up vs pyautoattack rand"], rows)
+    console.print("the harness runs APGD-CE and APGD-DLR on every image; pyautoattack rand runs APGD-DLR only on "
+                  "the images APGD-CE left standing (one noisy check): its work shrinks as robust accuracy falls")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The floor: bare forward+backward throughput of the reference model, and the harness's PGD against it.
+
+A gradient attack needs one forward and one backward pass per step and image, so the throughput of a bare
+loop (``loss = cross_entropy(model(x), y); grad = autograd.grad(loss, x)``, nothing else) on the same
+model, batch size and precision is the most images x gradients per second any gradient attack can reach.
+The script times that loop, a plain PGD loop (the loop plus the sign step and projection), and the
+harness's ``benchmark.attacks.PGD`` through ``Predictor`` on the same images, and prints each one's
+throughput as a fraction of the floor. Rows marked "headroom" (channels_last, bf16 autocast; on CUDA by
+default) use another memory format or precision than the harness and are not its floor: they show what a
+harness change could gain.
+
+    OMP_NUM_THREADS=1 python benchmarks/limit.py --device cpu --n 8 --batch-size 4 --steps 3
+    python benchmarks/limit.py          # CUDA: batch 500, 1000 images, PGD-100
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from common import (
+    add_common_args,
+    add_data_args,
+    add_model_args,
+    batches,
+    console,
+    load_images,
+    load_model,
+    print_header,
+    print_table,
+    resolve,
+    timed,
+)
+
+from benchmark.attacks import PGD, project
+from benchmark.predictive import Predictor
+
+VARIANTS = ("fp32", "channels_last", "bf16", "channels_last+bf16")
+
+
+def _autocast(variant: str, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else contextlib.nullcontext()
+
+
+def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, variant: str,
+                     device: torch.device) -> float:
+    """Seconds for ``iters`` bare input-gradient passes over the batch ``x``."""
+    if "channels_last" in variant:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def loop():
+        for _ in range(iters):
+            xg = x.detach().requires_grad_(True)
+            with _autocast(variant, device):
+                loss = F.cross_entropy(model(xg), y, reduction="sum")
+            torch.autograd.grad(loss, xg)
+
+    return timed(loop, device)[1]
+
+
+def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, batch_size: int) -> None:
+    """Madry PGD at its barest: random start, ``steps`` signed-gradient steps, no bookkeeping."""
+    alpha = 2.5 * eps / steps
+    for sl in batches(len(y), batch_size):
+        xb, yb = x[sl], y[sl]
+        x_adv = project(xb + torch.empty_like(xb).uniform_(-eps, eps), xb, eps)
+        for _ in range(steps):
+            xg = x_adv.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), yb, reduction="sum"), xg)
+            x_adv = project(x_adv + alpha * grad.sign(), xb, eps)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, n_cuda=1000, n_cpu=8, bs_cuda=500, bs_cpu=4)
+    add_data_args(parser)
+    add_model_args(parser)
+    parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: 100 on CUDA, 3 on CPU)")
+    parser.add_argument("--iters", type=int, default=None, help="timed forward+backward passes (default: 50 on CUDA, 5 on CPU)")
+    parser.add_argument("--eps", type=float, default=8.0, help="PGD budget in units of 1/255")
+    parser.add_argument("--repeats", type=int, default=3, help="each measurement is the fastest of this many runs")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
+                        help="forward+backward variants (default: all on CUDA, fp32 on CPU); fp32 is the harness's")
+    args = parser.parse_args(argv)
+    device = resolve(args)
+    cuda = device.type == "cuda"
+    steps = args.steps or (100 if cuda else 3)
+    iters = args.iters or (50 if cuda else 5)
+    variants = args.variants or (list(VARIANTS) if cuda else ["fp32"])
+    if "fp32" not in variants:
+        variants.insert(0, "fp32")
+    if cuda:
+        torch.backends.cudnn.benchmark = False  # the harness leaves it off: same kernels for the floor and PGD
+
+    model = load_model(args.model, device, args.checkpoint)
+    images = load_images(args.dataset, args.data_dir, args.n, device, args.seed)
+    x, y, n, bs = images.x, images.y, len(images.y), args.batch_size
+    print_header("limit: bare forward+backward throughput against the harness's PGD", device, [
+        f"model: {args.model}; data: {images.label}; batch size {bs}; PGD-{steps} at eps {args.eps:g}/255",
+        (f"TF32 matmul: {torch.backends.cuda.matmul.allow_tf32 if cuda else 'n/a'}; "
+         f"cuDNN TF32: {torch.backends.cudnn.allow_tf32 if cuda else 'n/a'}"),
+    ])
+
+    xb, yb = x[:bs], y[:bs]
+    results = []
+    for variant in variants:
+        forward_backward(model, xb, yb, 2, variant, device)  # warm-up
+        seconds = min(forward_backward(model, xb, yb, iters, variant, device) for _ in range(args.repeats))
+        results.append({"method": f"bare forward+backward ({variant})", "variant": variant, "seconds": seconds,
+                        "grads": iters * bs})
+    eps = args.eps / 255
+    predictor = Predictor(model, "deterministic", num_classes=10)
+    attack = PGD(steps=steps, restarts=1)
+
+    def harness_pgd():
+        for sl in batches(n, bs):
+            attack(predictor, x[sl], y[sl], eps, 1)
+
+    plain_pgd(model, xb, yb, eps, 1, bs)  # warm-up
+    seconds = min(timed(lambda: plain_pgd(model, x, y, eps, steps, bs), device)[1] for _ in range(args.repeats))
+    results.append({"method": f"plain PGD-{steps} loop (fp32)", "variant": "fp32", "seconds": seconds, "grads": n * steps})
+    seconds = min(timed(harness_pgd, device)[1] for _ in range(args.repeats))
+    results.append({"method": f"harness PGD-{steps} (fp32)", "variant": "fp32", "seconds": seconds, "grads": n * (steps + 1)})
+
+    floor = results[0]["grads"] / results[0]["seconds"]
+    rows = []
+    for r in results:
+        r["throughput"] = r["grads"] / r["seconds"]
+        r["fraction_of_floor"] = r["throughput"] / floor
+        note = "headroom (not the harness's precision/format)" if r["variant"] != "fp32" else ""
+        rows.append([r["method"], r["grads"], r["seconds"], r["throughput"], f"{r['fraction_of_floor']:.1%}", note])
+    print_table(f"images x gradients per second, batch {bs}, fastest of {args.repeats} runs", ["method", "image-grads", "seconds", "image-grads/s",
+                                                              "of fp32 floor", "note"], rows)
+    harness = results[-1]
+    console.print(f"harness PGD-{steps} reaches {harness['fraction_of_floor']:.1%} of the bare fp32 forward+backward throughput "
+          f"(target on the H100: >= 90%); PGD-{steps} counts {steps + 1} gradients per image (the last scores the final point)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
