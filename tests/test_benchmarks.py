@@ -92,3 +92,41 @@ def test_reference_model_classifies_cifar10_jpeg():
     images = common.load_images("cifar10-jpeg", str(SHARED_DATASETS), 32, torch.device("cpu"))
     assert "not the official CIFAR-10" in images.label
     assert common.accuracy(model, images.x, images.y, 32) > 0.5
+
+
+def test_clean_accuracy_finds_each_models_own_newest_checkpoint(tmp_path):
+    import os
+
+    find = _main("clean_accuracy").__globals__["find_checkpoint"]
+    (tmp_path / "checkpoints").mkdir()
+    old, new, other = (tmp_path / "checkpoints" / n for n in
+                       ("mnist-snn-0a.safetensors", "mnist-snn-1b.safetensors", "mnist-snn-noise-2c.safetensors"))
+    for i, path in enumerate((old, new, other)):
+        path.write_bytes(b"")
+        os.utime(path, (1000 + i, 1000 + i))
+    assert find(tmp_path, "mnist", "snn") == new  # not the older one, nor snn-noise's
+    assert find(tmp_path, "mnist", "snn-noise") == other
+    with pytest.raises(SystemExit, match="no checkpoint of bbb"):
+        find(tmp_path, "mnist", "bbb")
+
+
+@pytest.mark.parametrize("model", ["baseline", "mc-dropout"])
+def test_clean_accuracy_scores_the_deployed_rule(tmp_path, model, capsys):
+    """A checkpoint whose last layer always says class 3 scores the share of 3s in the test set."""
+    from benchmark.checkpoints import save_checkpoint
+    from benchmark.data import load_dataset
+    from benchmark.plugin import Task
+    from benchmark.registry import create_model
+
+    dataset = load_dataset("mnist-5k", download=False)
+    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(dataset.y_train), "quick")
+    network = create_model(model).build(task)
+    last = [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.nn.functional.one_hot(torch.tensor(3), 10).float())
+    save_checkpoint(network, tmp_path / "checkpoints" / f"mnist-5k-{model}-00.safetensors", {})
+    rows = _main("clean_accuracy")([model, "--out", str(tmp_path), "--dataset", "mnist-5k", "--samples", "2"])
+    _printed_table(capsys)
+    assert rows == [{"model": model, "correct": int((dataset.y_test == 3).sum()), "total": len(dataset.y_test),
+                     "checkpoint": f"mnist-5k-{model}-00.safetensors"}]
