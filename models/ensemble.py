@@ -52,11 +52,9 @@ class DeepEnsemble(ModelPlugin):
         return Ensemble([make_cnn(task) for _ in range(self.members)])
 
     def train_config(self, task: Task) -> TrainConfig:
-        """The baseline's recipe per member (Adam, cosine decay). Quick: one full-MNIST epoch per
-        member (at least 450 steps), since five members cost five baselines; standard: the
-        baseline's 20 (small nets) or 60 (CIFAR) epochs."""
-        if task.profile == "quick":
-            return TrainConfig(epochs=1, lr=1e-3, min_steps=450)
+        """Each member gets the baseline's recipe (Adam, cosine decay; 2 epochs quick, 20 or 60 standard),
+        so the ensemble is compared with a baseline trained exactly like each of its members (with one
+        epoch per member, the quick ensemble scored below a single baseline on MNIST: 97.8% vs 98.7%)."""
         return cnn_recipe(task)
 
     def surrogate(self, network: nn.Module) -> nn.Module:
