@@ -64,13 +64,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=Path("."), help="the --out of the runs that cached the checkpoints")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--samples", type=int, default=get_profile("quick").samples,
-                        help="draws S of stochastic models (default: the quick profile's)")
+    parser.add_argument("--profile", default="quick",
+                        help="the profile the checkpoints were trained under (some plugins build by profile, e.g. snn's T)")
+    parser.add_argument("--samples", type=int, default=None, help="draws S of stochastic models (default: the profile's)")
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
 
+    profile = get_profile(args.profile)
     dataset = load_dataset(args.dataset, args.data_dir, download=False)
-    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(dataset.y_train), "quick")
+    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(dataset.y_train), profile.name)
     table = Table(title=f"clean accuracy on the {len(dataset.y_test)} {dataset.name} test images")
     for column in ("model", "accuracy", "95% interval", "checkpoint", "seconds"):
         table.add_column(column)
@@ -78,8 +80,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for model in args.models or list_models():
         checkpoint = find_checkpoint(args.out, dataset.name, model)
         start = time.perf_counter()
-        correct, total = clean_accuracy(model, checkpoint, dataset.x_test, dataset.y_test, task, args.samples,
-                                        args.batch_size)
+        correct, total = clean_accuracy(model, checkpoint, dataset.x_test, dataset.y_test, task,
+                                        args.samples or profile.samples, args.batch_size)
         _, low, high = mean_interval([correct / total], total)
         table.add_row(model, f"{correct / total:.4f}", f"{low:.4f}-{high:.4f}", checkpoint.name,
                       f"{time.perf_counter() - start:.1f}")
