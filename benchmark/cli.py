@@ -128,16 +128,14 @@ def report(
 @app.command("validate-plugin")
 def validate_plugin_cmd(spec: str = typer.Argument(..., help="A registered name, path/to/plugin.py (every plugin it registers) or path/to/plugin.py:name.")) -> None:
     """Check a plugin file against the contract (build, output shapes, gradients, randomness, loss)."""
-    from benchmark.registry import create_model, load_plugin_file
+    from benchmark.registry import create_model, list_models, load_plugin_file
     from benchmark.validate import validate_plugin
 
-    from benchmark.registry import list_models
-
-    if spec in list_models() or not spec.split(":", 1)[0].endswith(".py"):  # a registered name (else: unknown model)
+    file, _, name = spec.partition(":")
+    if spec in list_models() or not file.endswith(".py"):  # a registered name (an unknown one raises)
         path, names = None, [create_model(spec).name]
     else:
-        path, _, name = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
-        names = [name] if name else load_plugin_file(path)
+        path, names = file, ([name] if name else load_plugin_file(file))
     if not names:
         raise BenchmarkError(f"{path} registers no plugin: decorate a ModelPlugin subclass with @register_model(\"name\")")
     failed = 0
