@@ -9,11 +9,13 @@ Verifiably Robust Models"; used per posterior sample by Wicker et al. 2021, arXi
   c' = W c + b, r' = |W| r, box [c' - r', c' + r'];
 - elementwise non-decreasing maps (ReLU, ELU, sigmoid, tanh, leaky ReLU) and max-pooling, which is
   non-decreasing in every input: applied to both ends;
-- the in-model per-channel ``Normalize`` (x - m)/s with s > 0: non-decreasing, both ends;
 - flatten and identity: both ends.
 
-Everything is differentiable, so a training loss can use the bounds. A module whose rule is not
-known raises, never passes through silently: an unknown layer would make the bounds unsound.
+Those are torch's layers, registered with :func:`interval_rule`. Any other layer, such as
+``benchmark.layers.Normalize`` or a third-party plugin's, supplies its own rule as a method
+``interval_bounds(lower, upper) -> (lower, upper)``, so bounds need no list of the project's classes.
+Everything is differentiable, so a training loss can use the bounds. A module with no rule raises,
+never passes through silently: an unknown layer would make the bounds unsound.
 
 Soundness is exact in real arithmetic; in floating point the rounding of the affine maps is not
 directed outward. Certification therefore runs in float64 (the weights are cast to the box's dtype)
@@ -22,6 +24,7 @@ and asks for a margin of :data:`CERTIFY_MARGIN`, far above float64 rounding at t
 
 from __future__ import annotations
 
+from functools import singledispatch
 from typing import Callable, Iterable
 
 import torch
@@ -36,8 +39,6 @@ WeightSource = Callable[[nn.Module], "tuple[Tensor, Tensor | None] | None"]
 #: a point is certified when l_y - max_{j != y} u_j exceeds this (covers float64 rounding)
 CERTIFY_MARGIN = 1e-6
 
-#: elementwise activations that are non-decreasing everywhere (GELU and SiLU are not, and are refused)
-_MONOTONE = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)
 
 
 def input_box(x: Tensor, eps: float) -> Box:
@@ -66,24 +67,48 @@ def affine_box(lower: Tensor, upper: Tensor, weight: Tensor, bias: Tensor | None
 
 def module_box(module: nn.Module, lower: Tensor, upper: Tensor, weights: WeightSource | None = None) -> Box:
     """Bounds of one module's output; ``weights`` supplies the parameters of custom affine layers."""
-    from models.baseline import Normalize  # the in-model normalisation layer shared by the plugins
-
     given = weights(module) if weights is not None else None
     if given is not None:
         return affine_box(lower, upper, *given, module=module)
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        return affine_box(lower, upper, module.weight, module.bias, module=module)
     if isinstance(module, nn.Sequential):
         return propagate(module, lower, upper, weights)
-    if isinstance(module, Normalize):
-        if (module.std <= 0).any():
-            raise TypeError("IBP: Normalize with a non-positive std is not monotone")
-        return module(lower), module(upper)
-    if isinstance(module, nn.LeakyReLU) and module.negative_slope < 0:
+    return interval_rule(module, lower, upper)
+
+
+@singledispatch
+def interval_rule(module: nn.Module, lower: Tensor, upper: Tensor) -> Box:
+    """The sound rule of one layer: its own ``interval_bounds`` method, or a rule registered for its class."""
+    own = getattr(module, "interval_bounds", None)
+    if own is None:
+        raise TypeError(f"IBP has no sound rule for {type(module).__name__}: give the layer an "
+                        "interval_bounds(lower, upper) method")
+    return own(lower, upper)
+
+
+@interval_rule.register(nn.Linear)
+@interval_rule.register(nn.Conv2d)
+def _affine_rule(module: nn.Module, lower: Tensor, upper: Tensor) -> Box:
+    return affine_box(lower, upper, module.weight, module.bias, module=module)
+
+
+@interval_rule.register(nn.ReLU)
+@interval_rule.register(nn.ELU)
+@interval_rule.register(nn.Sigmoid)
+@interval_rule.register(nn.Tanh)
+@interval_rule.register(nn.Softplus)
+@interval_rule.register(nn.MaxPool2d)
+@interval_rule.register(nn.Flatten)
+@interval_rule.register(nn.Identity)
+def _monotone_rule(module: nn.Module, lower: Tensor, upper: Tensor) -> Box:
+    """Non-decreasing in every input (GELU and SiLU are not, and have no rule): both ends."""
+    return module(lower), module(upper)
+
+
+@interval_rule.register(nn.LeakyReLU)
+def _leaky_relu_rule(module: nn.LeakyReLU, lower: Tensor, upper: Tensor) -> Box:
+    if module.negative_slope < 0:
         raise TypeError("IBP: LeakyReLU with a negative slope is not monotone")
-    if isinstance(module, (*_MONOTONE, nn.MaxPool2d, nn.Flatten, nn.Identity)):
-        return module(lower), module(upper)
-    raise TypeError(f"IBP has no sound rule for {type(module).__name__}; add one to benchmark.bounds")
+    return module(lower), module(upper)
 
 
 def propagate(layers: Iterable[nn.Module], lower: Tensor, upper: Tensor, weights: WeightSource | None = None) -> Box:

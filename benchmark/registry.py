@@ -1,8 +1,8 @@
 """Plugin registry: one decorator to register, one lookup to create (after timm's model registry).
 
-Plugins come from three places: the modules of the bundled ``models`` package, installed packages
-that declare an entry point in the group ``benchmark.models``, and a plugin file named on the command
-line as ``path/to/file.py:name``. A plugin file is code: it runs with the user's rights, so name only
+Plugins come from three places: the modules of the bundled ``benchmark.models`` package (the
+repository's ``models/`` folder), installed packages that declare an entry point in the group
+:data:`ENTRY_POINT_GROUP`, and a plugin file named on the command line as ``path/to/file.py:name``. A plugin file is code: it runs with the user's rights, so name only
 files you trust.
 """
 
@@ -13,14 +13,18 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import pkgutil
 import sys
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 from benchmark.plugin import PREDICTIVE_KINDS, ModelPlugin
 
-ENTRY_POINT_GROUP = "benchmark.models"
+#: named after the distribution, so no other project's "models" group is read by mistake
+ENTRY_POINT_GROUP = "uncertainty_robustness_benchmark.models"
+BUNDLED_PACKAGE = "benchmark.models"
 _REGISTRY: dict[str, type[ModelPlugin]] = {}
 _discovered = False
 
@@ -36,7 +40,7 @@ def register_model(name: str):
                 f"plugin {name!r} declares predictive={cls.predictive!r}; expected one of {', '.join(PREDICTIVE_KINDS)}"
             )
         existing = _REGISTRY.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        if existing is not None and _identity(existing) != _identity(cls):
             raise BenchmarkError(f"two plugins are registered as {name!r}: {existing.__module__} and {cls.__module__}")
         cls.name = name
         _REGISTRY[name] = cls
@@ -45,19 +49,25 @@ def register_model(name: str):
     return decorate
 
 
+def _identity(cls: type) -> tuple[str, str]:
+    """A class is the same plugin again (a module imported twice) only with the same module and name."""
+    return cls.__module__, cls.__qualname__
+
+
 def _discover() -> None:
     """Import the bundled plugins and the installed entry points, once."""
     global _discovered
     if _discovered:
         return
     _discovered = True
-    import models  # noqa: F401  (importing the package registers the bundled plugins)
-
+    package = importlib.import_module(BUNDLED_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{BUNDLED_PACKAGE}.{module.name}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
         except Exception as exc:  # a broken third-party plugin must not break the others
-            print(f"warning: could not load plugin entry point {ep.name!r} ({ep.value}): {exc}", file=sys.stderr)
+            warnings.warn(f"could not load plugin entry point {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
 
 
 def list_models() -> list[str]:
@@ -108,10 +118,10 @@ def create_model(spec: str) -> ModelPlugin:
 
 
 def plugin_source_hash(plugin: ModelPlugin) -> str:
-    """Hash of the code a trained checkpoint depends on: the plugin's module, every bundled ``models``
-    module (shared layers such as ``models.moments``) and the training loop; edited code retrains."""
+    """Hash of the code a trained checkpoint depends on: the plugin's module, every bundled plugin module,
+    the building blocks of ``benchmark.layers`` and the training loop; edited code retrains."""
     names = {type(plugin).__module__, "benchmark.training"}
-    names |= {n for n in sys.modules if n == "models" or n.startswith("models.")}
+    names |= {n for n in sys.modules if n.startswith((f"{BUNDLED_PACKAGE}.", "benchmark.layers."))}
     digest = hashlib.sha256()
     for name in sorted(names):
         try:

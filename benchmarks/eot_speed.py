@@ -49,7 +49,7 @@ from benchmark.checkpoints import load_checkpoint, read_state
 from benchmark.plugin import Task
 from benchmark.predictive import Predictor
 from benchmark.registry import create_model
-from models.baseline import MCDropout
+from benchmark.layers.dropout import MCDropout
 
 NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
 

@@ -3,7 +3,7 @@ Networks", ICML 2015, sampled with the local reparameterization trick of Kingma,
 "Variational Dropout and the Local Reparameterization Trick", NeurIPS 2015.
 
 Every weight and bias of every conv and dense layer is an independent Gaussian N(μ, σ²), σ = softplus(ρ)
-(``models.variational``). Training minimises the negative ELBO per example, the cross-entropy of one
+(``benchmark.layers.variational``). Training minimises the negative ELBO per example, the cross-entropy of one
 draw plus KL(q ‖ p)/N_train, which weights the KL of every mini-batch by 1/M (Blundell et al.'s
 uniform scheme; their geometric π_i is an alternative). Each call of the network is one draw of the
 weights' pre-activations, fresh per example, in train and eval mode; the harness averages the softmax
@@ -16,7 +16,7 @@ Deviations from the paper, and why:
   weight sample exists, so we use a single Gaussian prior N(0, 1) and the closed-form KL (their
   Gaussian-prior baseline). ``prior_std`` is a constructor argument.
 - **Architecture.** They used MLPs (2 x 400 to 2 x 1200 units) on MNIST and no CNN; we make every layer
-  of the benchmark's CNNs (``models.baseline.make_cnn``: LeNet-like on 28x28, VGG-style with batch norm
+  of the benchmark's CNNs (``benchmark.layers.cnn.make_cnn``: LeNet-like on 28x28, VGG-style with batch norm
   on 32x32) mean-field, so the method is compared with the others on the same architecture; conv
   layers use the local reparameterization of Kingma et al. 2015 (mean conv(a, μ), variance conv(a², σ²)).
 - **Optimisation.** They trained with SGD for hundreds of epochs; we use Adam (lr 1e-3, cosine decay),
@@ -34,8 +34,8 @@ from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import make_cnn
-from models.variational import elbo_loss, mean_field, posterior_mean, swap_layers
+from benchmark.layers.cnn import make_cnn
+from benchmark.layers.variational import elbo_loss, mean_field, posterior_mean, swap_layers
 
 PRIOR_STD = 1.0
 RHO_INIT = -3.5

@@ -2,7 +2,7 @@
 "Robust Learning via Ensemble Density Propagation in Deep Neural Networks", MLSP 2020, arXiv 2111.05953).
 
 Gaussian weights; linear layers propagate the mean and the *diagonal* variance analytically
-(:mod:`models.moments`, shared with VDP); at each nonlinearity an ensemble of samples from the
+(:mod:`benchmark.layers.moments`, shared with VDP); at each nonlinearity an ensemble of samples from the
 incoming Gaussian is pushed through the ELU and its sample mean and variance go on. The network
 returns the mean and variance of the logits; the loss is the Gaussian likelihood of the one-hot label
 under the first-order softmax moments plus τ·KL.
@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import Normalize
-from models.moments import (
+from benchmark.layers.normalize import Normalize
+from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
     MomentFlatten,

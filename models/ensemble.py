@@ -1,7 +1,7 @@
 """Deep ensembles: Lakshminarayanan, Pritzel, Blundell, "Simple and Scalable Predictive Uncertainty
 Estimation using Deep Ensembles", NeurIPS 2017.
 
-M = 5 copies of the baseline CNN (:func:`models.baseline.make_cnn`), each with its own random
+M = 5 copies of the baseline CNN (:func:`benchmark.layers.cnn.make_cnn`), each with its own random
 initialisation, trained with a proper scoring rule (the negative log-likelihood, i.e. the
 cross-entropy, for classification); the predictive distribution is the mean of the members' softmax.
 ``network(x)`` returns every member's logits ``[M, B, C]`` (predictive kind "ensemble").
@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import cnn_recipe, make_cnn
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.baseline import cnn_recipe
 
 
 class Ensemble(nn.Module):

@@ -1,7 +1,7 @@
 """IBP-BNN: Bayes by Backprop with the robust IBP likelihood (Wicker, Laurenti, Patane, Chen, Zhang,
 Kwiatkowska, "Bayesian Inference with Certifiable Adversarial Robustness", AISTATS 2021, arXiv 2102.05289).
 
-Mean-field Gaussian weights (``models.variational``). Each training step draws ONE weight sample w
+Mean-field Gaussian weights (``benchmark.layers.variational``). Each training step draws ONE weight sample w
 (differentiable in μ and ρ) and, with that same w, computes the clean logits f_w(x) and interval
 bounds [l, u] on the logits over the L-inf ε-ball around x (intersected with [0, 1]) by interval bound
 propagation (``benchmark.bounds``). The worst-case logits z take l on the true class and u on every
@@ -49,8 +49,8 @@ from torch import Tensor, nn
 from benchmark.bounds import input_box, propagate, worst_case_logits
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import Normalize
-from models.variational import LocalReparameterization, MeanFieldConv2d, MeanFieldLinear, kl_divergence, posterior_mean
+from benchmark.layers.normalize import Normalize
+from benchmark.layers.variational import LocalReparameterization, MeanFieldConv2d, MeanFieldLinear, kl_divergence, posterior_mean
 
 
 def _one_draw(module: nn.Module):

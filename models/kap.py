@@ -16,7 +16,7 @@ What this implementation decides, and why:
   so border channels are not shrunk towards zero. The text available to us does not settle zero versus
   replicate padding (METHODS.md marks it unverified); this choice is stated here and tested.
 * Insertion points: one KAP layer after every convolution of the baseline architectures
-  (:func:`models.baseline.make_cnn`), before its batch norm / ReLU; the dense layers are left alone, as
+  (:func:`benchmark.layers.cnn.make_cnn`), before its batch norm / ReLU; the dense layers are left alone, as
   in the paper, which applies KAP to convolutional layers.
 * Kernel size K = 3 (1D) and 3 x 3 (2D). Noise sigma = 0.1 on CIFAR-10 (the [0, 1] scale); MNIST and
   Fashion-MNIST are not in the paper, so we use sigma = 0.3 there (our choice, between the benchmark's
@@ -43,7 +43,8 @@ from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import cnn_recipe, make_cnn
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.baseline import cnn_recipe
 
 
 def channel_grid(channels: int) -> tuple[int, int]:

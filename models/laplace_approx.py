@@ -34,7 +34,8 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, Tensor
 from benchmark.data import to_float
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import cnn_recipe, make_cnn
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.baseline import cnn_recipe
 
 
 class LastLayerLaplace(nn.Module):

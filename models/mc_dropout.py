@@ -14,7 +14,9 @@ from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import MCDropout, cnn_recipe, make_cnn
+from benchmark.layers.dropout import MCDropout
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.baseline import cnn_recipe
 
 
 @register_model("mc-dropout")

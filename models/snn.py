@@ -2,7 +2,7 @@
 
 The reference the noise-injection scheme of Zhang et al. ("A Novel Noise Injection-based Training
 Scheme for Better Model Robustness", arXiv 2302.10802) is compared with: the same spiking network
-(:mod:`models.spiking`), trained by back-propagation through time with the fast-sigmoid surrogate
+(:mod:`benchmark.layers.spiking`), trained by back-propagation through time with the fast-sigmoid surrogate
 derivative of the spike (Neftci, Mostafa, Zenke, IEEE Signal Processing Magazine 2019; Zenke & Ganguli,
 Neural Computation 2018). Direct encoding makes it deterministic; attacks use the same surrogate
 derivative (BPDA), which the plugin declares with ``gradients = "surrogate"``.
@@ -24,8 +24,8 @@ from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import Normalize
-from models.spiking import MembraneNoise, Readout, SpikingLayer, SpikingNetwork
+from benchmark.layers.normalize import Normalize
+from benchmark.layers.spiking import MembraneNoise, Readout, SpikingLayer, SpikingNetwork
 
 HIDDEN_SMALL = 256
 

@@ -11,7 +11,7 @@ estimated from TRAIN_DRAWS independent noise draws of every training example, wi
 a draw the mean loss of the same example's other draws (leave-one-out: independent of the draw's own
 noise, so the estimate stays unbiased, and it removes the spread of the loss between examples, which a
 batch-mean baseline leaves in; on MNIST that took the quick recipe from 56% to 89% test accuracy).
-:func:`models.spiking.likelihood_ratio_loss` turns it into a scalar for the shared
+:func:`benchmark.layers.spiking.likelihood_ratio_loss` turns it into a scalar for the shared
 training loop: its value is the cross-entropy, its autograd gradient the estimate above. The network,
 its LIF neuron and its surrogate spike derivative are those of ``snn`` (:mod:`models.snn`).
 
@@ -41,8 +41,8 @@ from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.snn import build_spiking_net, time_steps
-from models.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
+from benchmark.models.snn import build_spiking_net, time_steps
+from benchmark.layers.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
 
 SIGMA_INIT = 0.3
 TRAIN_DRAWS = 16

@@ -21,7 +21,7 @@ phase-1 network moved by the SVI fit of μ.
 
 Unverified choices (the paper's hyperparameters were not available to us): the prior N(0, 1), ρ
 initialised at -5 (σ ≈ 0.007), phase 2 with Adam at lr 1e-2 (only the first layer's few hundred
-parameters move) for 2 epochs (quick) or 10 (standard); phase 1 follows ``models.baseline.cnn_recipe``
+parameters move) for 2 epochs (quick) or 10 (standard); phase 1 follows ``benchmark.models.baseline.cnn_recipe``
 on the benchmark's CNNs (LeNet-like on 28x28, VGG-style on 32x32), where the paper used its own
 networks. On full MNIST the first layer's mean σ grows to about 0.06 after one SVI epoch at this lr and
 0.10 after three (|μ| ≈ 0.2) with the accuracy unchanged, so the quick profile's q is not converged;
@@ -41,8 +41,9 @@ from benchmark.errors import BenchmarkError
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.progress import progress_bar
 from benchmark.registry import register_model
-from models.baseline import cnn_recipe, make_cnn
-from models.variational import (
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.baseline import cnn_recipe
+from benchmark.layers.variational import (
     LocalReparameterization,
     elbo_loss,
     mean_field,

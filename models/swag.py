@@ -22,7 +22,7 @@ S = 5 on the quick profile (the deep ensemble's M: every sample is one more forw
 attack step, and at S = 8 a 40-image smoke evaluation took twice the ensemble's time), 30 on
 standard (the paper's).
 
-The network is the baseline CNN with batch norm (:func:`models.baseline.make_cnn`). Everything the
+The network is the baseline CNN with batch norm (:func:`benchmark.layers.cnn.make_cnn`). Everything the
 predictor needs (θ̄, θ²̄, D, the samples and their batch-norm statistics) lives in buffers, so the
 checkpoint carries it; the base network's own weights end as θ̄ with its recomputed statistics (SWA),
 the deterministic surrogate.
@@ -46,7 +46,7 @@ from torch.func import functional_call
 from benchmark.data import to_float
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import make_cnn
+from benchmark.layers.cnn import make_cnn
 
 
 def swag_sample(mean: Tensor, sq_mean: Tensor, deviations: Tensor, generator: torch.Generator | None = None,

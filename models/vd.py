@@ -20,7 +20,7 @@ do not need (Molchanov et al.'s sparsification), and inside α ≤ 1 it agrees w
 multiplicative parameterisation's gradients have a variance growing with α, so we use Molchanov et
 al.'s *additive* reparameterisation: the parameters are θ and log σ² (σ² = α θ²), and the noise added
 to a pre-activation has variance Σ σ² a², independent of θ (local reparameterization, as in
-``models.variational``); log α = log σ² − log θ² is clipped to [−8, 8] inside the KL, as in their
+``benchmark.layers.variational``); log α = log σ² − log θ² is clipped to [−8, 8] inside the KL, as in their
 code. Biases are deterministic (not regularised), as in both papers.
 
 The deployed network draws fresh noise on every call, so the harness's decision is the mean softmax
@@ -31,7 +31,7 @@ Deviations: architecture and budget. Kingma et al. used MLPs on MNIST and a conv
 Molchanov et al. LeNet-300-100 and LeNet-5 on MNIST and a VGG-like net on CIFAR-10, trained 200 epochs
 (lr 1e-3 decayed linearly to 0, KL weight annealed from 0 to 1 over the first epochs, or from a
 pretrained net for VGG; from memory of the paper, unverified here). We make every conv and dense layer
-of the benchmark's CNNs (``models.baseline.make_cnn``: a LeNet-5-like net on 28x28, VGG-style on 32x32)
+of the benchmark's CNNs (``benchmark.layers.cnn.make_cnn``: a LeNet-5-like net on 28x28, VGG-style on 32x32)
 variational dropout layers, with Adam and cosine decay for 2 epochs (≥ 900 steps) on the quick profile
 and 20/60 on standard, the KL weight annealed linearly from 0 to 1 over the first ``KL_WARMUP`` of
 training; log σ² starts at −10 (α ≈ 0 for typical weights: the net starts deterministic).
@@ -45,9 +45,9 @@ from torch import Tensor, nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import make_cnn
-from models.bbb import variational_recipe
-from models.variational import (
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.bbb import variational_recipe
+from benchmark.layers.variational import (
     ConvGeometry,
     DenseGeometry,
     LocalReparameterization,

@@ -4,7 +4,7 @@ extended variational inference (eVI) of their earlier work).
 
 Gaussian weights w ~ N(M, σ²) with one variance per output unit; every layer maps the mean and
 variance of its input to the mean and variance of its output. The linear layers, max-pool, softmax
-moments, Gaussian likelihood and KL term are shared with EnDP (:mod:`models.moments`); what is VDP's
+moments, Gaussian likelihood and KL term are shared with EnDP (:mod:`benchmark.layers.moments`); what is VDP's
 own is the rule at the nonlinearities:
 
 - ``taylor`` (the paper's main rule): first-order Taylor expansion around the mean,
@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from models.baseline import Normalize
-from models.moments import (
+from benchmark.layers.normalize import Normalize
+from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
     MomentFlatten,

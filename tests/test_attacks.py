@@ -6,7 +6,7 @@ from torch import nn
 
 from benchmark.attacks import FGSM, PGD, AutoAttack
 from benchmark.predictive import Predictor
-from models.baseline import MCDropout
+from benchmark.layers.dropout import MCDropout
 
 
 def accuracy(predictor, x, y, draws=1):

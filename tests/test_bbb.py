@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.plugin import Task
-from models.bbb import BayesByBackprop
-from models.variational import (
+from benchmark.models.bbb import BayesByBackprop
+from benchmark.layers.variational import (
     LocalReparameterization,
     MeanFieldConv2d,
     MeanFieldLinear,

@@ -17,7 +17,7 @@ from benchmark.bounds import (
     propagate,
     worst_case_logits,
 )
-from models.baseline import Normalize
+from benchmark.layers.normalize import Normalize
 
 TOL = 1e-9  # float64 rounding
 
@@ -183,3 +183,25 @@ def test_worst_case_logits_and_the_certificate_by_hand():
     torch.testing.assert_close(certified_margin(lower, upper, y), torch.tensor([0.1, -1.6, 0.0]))
     assert certified(lower, upper, y).tolist() == [True, False, False]  # a tie is not certified
     assert CERTIFY_MARGIN < 0.1
+
+
+def test_a_plugin_layer_is_certified_through_its_own_interval_rule():
+    """A third-party layer needs no entry in benchmark.bounds: its interval_bounds method is the rule."""
+
+    class Shift(nn.Module):
+        def forward(self, x):
+            return x + 1.0
+
+        def interval_bounds(self, lower, upper):
+            return lower + 1.0, upper + 1.0
+
+    class NoRule(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    lower, upper = torch.zeros(2, 3), torch.ones(2, 3)
+    low, high = propagate(nn.Sequential(Shift(), nn.ReLU()), lower, upper)
+    torch.testing.assert_close(low, lower + 1.0)
+    torch.testing.assert_close(high, upper + 1.0)
+    with pytest.raises(TypeError, match="no sound rule for NoRule"):
+        propagate([NoRule()], lower, upper)

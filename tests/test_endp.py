@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.plugin import Task
-from models.endp import EnDP, EnsembleELU
-from models.moments import (
+from benchmark.models.endp import EnDP, EnsembleELU
+from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
     MomentFlatten,

@@ -14,8 +14,8 @@ from benchmark.bounds import certified, input_box, propagate
 from benchmark.plugin import Task, TrainConfig
 from benchmark.predictive import Predictor
 from benchmark.training import train
-from models.ibp_bnn import IBPBNN, robust_nll
-from models.variational import LocalReparameterization, kl_divergence
+from benchmark.models.ibp_bnn import IBPBNN, robust_nll
+from benchmark.layers.variational import LocalReparameterization, kl_divergence
 
 MNIST = Task("mnist", (1, 28, 28), 10, 1000, "quick")
 CIFAR = Task("cifar10", (3, 32, 32), 10, 1000, "quick")

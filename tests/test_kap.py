@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from benchmark.plugin import Task
-from models.baseline import make_cnn
-from models.kap import KAP, KAP2D, KernelAveragePool, channel_grid
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.kap import KAP, KAP2D, KernelAveragePool, channel_grid
 
 SMALL = Task("mnist", (1, 28, 28), 10, n_train=100)
 CIFAR = Task("cifar10", (3, 32, 32), 10, n_train=100)

@@ -94,19 +94,47 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
             return register_model("from-entry-point")(FromEntryPoint)
 
     monkeypatch.setattr(registry, "_discovered", False)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint()] if group == "benchmark.models" else [])
+    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint()] if group == registry.ENTRY_POINT_GROUP else [])
     assert "from-entry-point" in registry.list_models()
 
 
 def test_checkpoint_key_follows_shared_model_code(monkeypatch):
-    """Editing a shared module (models.moments) must change EnDP's key, so its cached checkpoint retrains."""
+    """Editing a shared module (benchmark.layers.moments) must change EnDP's key, so its cached checkpoint retrains."""
     import inspect
 
-    import models.moments
+    import benchmark.layers.moments
     from benchmark.registry import plugin_source_hash
 
     plugin = create_model("endp")
     before = plugin_source_hash(plugin)
     real = inspect.getsource
-    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + "# edited" if obj is models.moments else real(obj))
+    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + "# edited" if obj is benchmark.layers.moments else real(obj))
     assert plugin_source_hash(plugin) != before
+
+
+def test_a_broken_entry_point_warns_and_the_others_load(monkeypatch):
+    import benchmark.registry as registry
+
+    class BrokenEntryPoint:
+        name, value = "broken", "nowhere:Plugin"
+
+        def load(self):
+            raise ImportError("no module named nowhere")
+
+    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [BrokenEntryPoint()])
+    with pytest.warns(UserWarning, match="could not load plugin entry point 'broken'"):
+        names = registry.list_models()
+    assert "baseline" in names
+
+
+def test_duplicates_are_told_apart_by_module_and_class():
+    def plugin_class(module: str) -> type[ModelPlugin]:
+        cls = type("SameName", (ModelPlugin,), {"build": lambda self, task: nn.Identity()})
+        cls.__module__ = module
+        return cls
+
+    register_model("dup-by-module")(plugin_class("first_package.plugins"))
+    register_model("dup-by-module")(plugin_class("first_package.plugins"))  # the same module imported again
+    with pytest.raises(BenchmarkError, match="two plugins are registered as 'dup-by-module'"):
+        register_model("dup-by-module")(plugin_class("second_package.plugins"))

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.plugin import Task
-from models.snn import SNN
-from models.snn_noise import SNNNoise
-from models.spiking import (
+from benchmark.models.snn import SNN
+from benchmark.models.snn_noise import SNNNoise
+from benchmark.layers.spiking import (
     SURROGATE_SLOPE,
     MembraneNoise,
     Readout,

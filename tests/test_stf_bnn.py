@@ -10,8 +10,8 @@ from torch import nn
 
 from benchmark.plugin import Task
 from benchmark.training import train
-from models.stf_bnn import STFBNN, FirstLayerPosterior, first_layer
-from models.variational import LocalReparameterization, MeanFieldConv2d
+from benchmark.models.stf_bnn import STFBNN, FirstLayerPosterior, first_layer
+from benchmark.layers.variational import LocalReparameterization, MeanFieldConv2d
 
 
 @pytest.fixture(autouse=True)

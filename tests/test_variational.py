@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.moments import GaussianLinear
-from models.variational import (
+from benchmark.layers.moments import GaussianLinear
+from benchmark.layers.variational import (
     MeanFieldConv2d,
     MeanFieldLinear,
     kl_divergence,

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.plugin import Task
-from models.variational import kl_divergence
-from models.vd import (
+from benchmark.layers.variational import kl_divergence
+from benchmark.models.vd import (
     K1,
     VariationalDropout,
     VariationalDropoutConv2d,

@@ -3,7 +3,7 @@
 import torch
 
 from benchmark.registry import register_model
-from models.baseline import Baseline
+from benchmark.models.baseline import Baseline
 
 
 class _Broken(torch.nn.Module):

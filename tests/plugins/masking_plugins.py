@@ -5,7 +5,8 @@ from torch import nn
 
 from benchmark.plugin import ModelPlugin, Task
 from benchmark.registry import register_model
-from models.baseline import cnn_recipe, make_cnn
+from benchmark.layers.cnn import make_cnn
+from benchmark.models.baseline import cnn_recipe
 
 
 class SoftmaxOutput(nn.Module):

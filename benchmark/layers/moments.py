@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # the one KL sum of every layer with a kl() method, re-exported for the moment plugins
-from models.baseline import Normalize
-from models.variational import kl_divergence  # noqa: F401
+from benchmark.layers.normalize import Normalize
+from benchmark.layers.variational import kl_divergence  # noqa: F401
 
 Moments = tuple[Tensor, Tensor]
 

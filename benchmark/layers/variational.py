@@ -28,7 +28,7 @@ API
     for interval bound propagation), ``mean_weights() -> (weight, bias)`` and ``deterministic()`` (an
     ``nn.Linear``/``nn.Conv2d`` holding the mean weights, built by the geometry's
     ``deterministic_layer(weight, bias)``). ``DenseGeometry`` and ``ConvGeometry`` are the two geometry
-    mixins; a new distribution (e.g. ``models.vd``'s log-uniform prior) subclasses both ways.
+    mixins; a new distribution (e.g. the ``vd`` plugin's log-uniform prior) subclasses both ways.
 ``MeanFieldLinear(in_features, out_features, prior_std=1.0, rho_init=-5.0)`` and
 ``MeanFieldConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, prior_std=1.0, rho_init=-5.0)``
     Gaussian weights *and* biases, σ = softplus(ρ), parameters ``weight_mu, weight_rho, bias_mu,
@@ -39,12 +39,12 @@ API
     ``copy_weights=True``, the weights as means) of an ``nn.Linear``/``nn.Conv2d``.
 ``kl_divergence(module)``
     Σ of ``kl()`` over every submodule that has one (these layers, the Gaussian moment layers of
-    ``models.moments``, the variational dropout layers): a layer's ``kl()`` covers its own
+    ``benchmark.layers.moments``, the variational dropout layers of the ``vd`` plugin): a layer's ``kl()`` covers its own
     parameters only.
 ``swap_layers(network, convert)``
     Replaces, in place, every submodule for which ``convert(module)`` returns a module (e.g. every
     ``nn.Conv2d``/``nn.Linear`` of a baseline architecture by its mean-field counterpart), so the
-    plugins reuse the architectures of ``models.baseline`` rather than copying them.
+    plugins reuse the architectures of ``benchmark.layers.cnn`` rather than copying them.
 ``elbo_loss(network, logits, y, n_train, kl_weight=1.0)``
     The negative ELBO per training example: the cross-entropy of one draw of the logits (a one-sample
     estimate of the expected NLL) plus ``kl_weight`` · KL(q ‖ p) / n_train (Blundell et al. 2015).
