@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import data
-from benchmark.data import BUILTIN_DATASETS, available_datasets, load_dataset, to_float
+from benchmark.data import (
+    BUILTIN_DATASETS,
+    available_datasets,
+    load_dataset,
+    manifest,
+    to_float,
+)
 from benchmark.errors import BenchmarkError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -360,8 +365,8 @@ def test_two_manifests_with_one_name(tmp_path):
 @pytest.mark.skipif(not SHARED.is_dir(), reason="no shared datasets on this machine")
 def test_shared_datasets(monkeypatch):
     verified = []
-    real_verify = data._verify_sha256
-    monkeypatch.setattr(data, "_verify_sha256", lambda path, *a: verified.append(path.name) or real_verify(path, *a))
+    real_verify = manifest._verify_sha256
+    monkeypatch.setattr(manifest, "_verify_sha256", lambda path, *a: verified.append(path.name) or real_verify(path, *a))
     assert "cifar10-jpeg" in available_datasets(SHARED)
     mnist = load_dataset("mnist", SHARED, download=False)
     assert mnist.name == "mnist" and mnist.note is None
