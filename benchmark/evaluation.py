@@ -17,11 +17,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from benchmark.attacks import FGSM, PGD, Attack, AutoAttack, Square, Transfer, input_gradient
+from benchmark.attacks import Attack, input_gradient
+from benchmark.attacks.plan import MAIN
 from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
-from benchmark.errors import BenchmarkError, PluginOutputError
+from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
 from benchmark.distributed import World
+from benchmark.outputs import logits_of
 from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
@@ -83,28 +85,11 @@ class Evaluator:
         self.eot = profile.eot if random else 1
         self.reevals = profile.reevals if random else 1
         self.large_eps = large_eps(tuple(x.shape[1:]))
-        steps, restarts = profile.pgd_steps, profile.pgd_restarts
+        context = {"randomness": random, "likelihood": predictor.likelihood is not None, "surrogate": surrogate is not None}
         self.attacks: dict[str, AttackRun] = {
-            "fgsm": AttackRun(FGSM(), self.eot, "one signed-gradient step"),
-            "pgd": AttackRun(PGD(steps=steps, restarts=restarts), self.eot, "the main white-box attack, also run over the eps sweep"),
-            "pgd-long": AttackRun(PGD(steps=5 * steps, restarts=restarts), self.eot,
-                                  "5x the steps: robust accuracy must not rise (more-steps-helps-model)"),
+            p.name: AttackRun(p.attack.for_run(seed, surrogate), p.draws_for(self.eot), p.purpose)
+            for p in profile.attacks if p.needs == "always" or context[p.needs]
         }
-        if random:
-            self.attacks["pgd-eot2x"] = AttackRun(PGD(steps=steps, restarts=restarts), 2 * self.eot,
-                                                  "PGD with 2K EOT draws: robust accuracy must not change (eot-not-converged)")
-        if predictor.likelihood is not None:
-            self.attacks["pgd-likelihood"] = AttackRun(PGD(steps=steps, restarts=restarts, objective="likelihood"), 1,
-                                                       "PGD on the plugin's own likelihood instead of the cross-entropy")
-        if profile.autoattack:
-            self.attacks["autoattack"] = AttackRun(AutoAttack(seed=seed), self.eot,
-                                                   "AutoAttack (standard; APGD-CE and APGD-DLR on the K-draw average for stochastic models)")
-        self.attacks["square"] = AttackRun(Square(queries=profile.square_queries, seed=seed), self.eot,
-                                           "black-box random search on the K-draw-averaged margin, on the examples the white-box attacks missed")
-        if surrogate is not None:
-            name, surrogate_predictor = surrogate
-            self.attacks["transfer"] = AttackRun(Transfer(surrogate=surrogate_predictor, surrogate_name=name, steps=steps), 1,
-                                                 f"PGD on the deterministic surrogate ({name}), evaluated on this model")
 
     @property
     def eps_sweep(self) -> list[float]:
@@ -114,20 +99,16 @@ class Evaluator:
         """Every condition in order; black-box attacks come after the white-box ones they check."""
         conditions = [Condition("clean"), Condition("diagnostics")]
         conditions += [Condition("noise", s) for s in self.profile.noise_sigmas if s > 0]
-        conditions += [Condition("pgd", e) for e in self.eps_sweep]
-        conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if name != "pgd" and run.attack.white_box]
+        conditions += [Condition(MAIN, e) for e in self.eps_sweep]
+        conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if name != MAIN and run.attack.white_box]
         conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if not run.attack.white_box]
         if self.bounds is not None:
             conditions += [Condition("certify", e) for e in self.eps_sweep if e != self.large_eps]
         return conditions
 
     def attack_settings(self) -> dict:
-        settings = {}
-        for name, run in self.attacks.items():
-            settings[name] = {**run.attack.settings(), "eot_draws": run.draws, "purpose": run.purpose}
-            if isinstance(run.attack, AutoAttack):
-                settings[name]["version"] = run.attack.version_for(self.predictor)
-        return settings
+        return {name: {**run.attack.settings(self.predictor), "eot_draws": run.draws, "purpose": run.purpose}
+                for name, run in self.attacks.items()}
 
     def run(self, condition: Condition, clean_entropy: np.ndarray | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
         if condition.name in ("clean", "noise"):
@@ -194,7 +175,7 @@ class Evaluator:
             grad = input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1)
             with torch.no_grad():
                 first, second = self.predictor.network(xb), self.predictor.network(xb)
-                first, second = _logits(first), _logits(second)
+                first, second = logits_of(first), logits_of(second)
                 sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
                 return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
                         sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(), len(yb))
@@ -277,14 +258,6 @@ class Evaluator:
         if (low > high).any():
             raise PluginOutputError("interval_logits returned a lower bound above its upper bound")
         return low, high
-
-
-class HarnessBug(AssertionError):
-    """An invariant of the harness itself broke: never blamed on the plugin."""
-
-
-def _logits(out) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
 
 
 def accuracy_rows(name: str, param: float, correct: np.ndarray) -> list[dict]:

@@ -1,7 +1,8 @@
 """The plugin contract: what a model declares so that the harness can train, attack and evaluate it.
 
 A plugin never decides how it is attacked or evaluated; it declares its *predictive kind* and the
-harness applies the matching decision rule (see DESIGN.md):
+harness applies the matching decision rule (docs/protocol.md; the output rules are checked by
+``benchmark.outputs``):
 
 =============  ==============================================  =====================================
 kind           ``network(x)`` returns                          deployed decision rule
@@ -28,7 +29,6 @@ from torch import nn
 
 PredictiveKind = Literal["deterministic", "stochastic", "moments", "ensemble"]
 PREDICTIVE_KINDS: tuple[str, ...] = get_args(PredictiveKind)
-Profile = Literal["quick", "standard"]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import PluginOutputError
+from benchmark.outputs import checked_logits
 
 #: per-example loss of a plugin's own likelihood, from the network's output and the labels
 Likelihood = Callable[[object, torch.Tensor], torch.Tensor]
@@ -41,24 +42,11 @@ class Predictor:
         self._members: int | None = None
 
     def _checked(self, out, batch: int) -> torch.Tensor:
-        """The logits (the mean for moment models) of one network call, after checking their shape."""
-        if self.kind == "moments":
-            if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-                raise PluginOutputError(f"a moments network must return (mean, var) tensors, got {type(out).__name__}")
-            if out[0].shape != out[1].shape:
-                raise PluginOutputError(f"mean {tuple(out[0].shape)} and var {tuple(out[1].shape)} differ in shape")
-            out = out[0]
-        if not isinstance(out, torch.Tensor):
-            raise PluginOutputError(f"the network returned {type(out).__name__}, not a tensor of logits")
-        rank = 3 if self.kind == "ensemble" else 2
-        if out.dim() != rank or out.shape[-2] != batch:
-            expected = "[M, B, C]" if rank == 3 else "[B, C]"
-            raise PluginOutputError(f"output shape {tuple(out.shape)} for a batch of {batch}; expected {expected}")
-        if self.num_classes is None:
-            self.num_classes = out.shape[-1]
-        if out.shape[-1] != self.num_classes:
-            raise PluginOutputError(f"output has {out.shape[-1]} classes, earlier calls (or the dataset) had {self.num_classes}")
-        if rank == 3:
+        """The logits (the mean for moment models) of one network call, after checking them against the
+        contract and against earlier calls (class count, ensemble size)."""
+        out = checked_logits(self.kind, out, batch, self.num_classes)
+        self.num_classes = out.shape[-1]
+        if self.kind == "ensemble":
             self._members = self._members or out.shape[0]
             if out.shape[0] != self._members:
                 raise PluginOutputError(f"ensemble returned {out.shape[0]} members, earlier calls {self._members}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from benchmark.attacks.plan import PlannedAttack, attack_plan
 from benchmark.errors import BenchmarkError
 
 NOISE_SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -21,25 +22,27 @@ class Profile:
     samples: int  # S: draws behind the deployed decision of a stochastic model
     eot: int  # K: draws per attack step (expectation over transformation)
     reevals: int  # R: fresh-randomness re-evaluations of the final adversarial points
-    pgd_steps: int
-    pgd_restarts: int
     eps_fractions: tuple[float, ...]  # the eps sweep, as fractions of the dataset's eps
-    autoattack: bool
-    square_queries: int = 5000  # Square's query budget per example (AutoAttack's standard value)
+    attacks: tuple[PlannedAttack, ...]  # the attack plan (benchmark.attacks.plan)
     batch_size: int = 250
     noise_sigmas: tuple[float, ...] = NOISE_SIGMAS
     epochs: int | None = None  # overrides the plugin's recipe (tests and smoke runs only)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every setting as recorded in a run; the plan as name -> attack class, its settings, draws and needs."""
+        settings = {key: value for key, value in asdict(self).items() if key != "attacks"}
+        settings["attacks"] = {p.name: {"attack": type(p.attack).__name__, **asdict(p.attack), "draws": p.draws,
+                                        "needs": p.needs} for p in self.attacks}
+        return settings
 
 
 PROFILES = {
-    "quick": Profile("quick", n_test=500, n_train=None, samples=8, eot=4, reevals=3,
-                     pgd_steps=20, pgd_restarts=1, eps_fractions=(1 / 3, 2 / 3, 1.0), autoattack=False,
-                     square_queries=500),
+    "quick": Profile("quick", n_test=500, n_train=None, samples=8, eot=4, reevals=3, eps_fractions=(1 / 3, 2 / 3, 1.0),
+                     attacks=attack_plan(pgd_steps=20, pgd_restarts=1, square_queries=500, autoattack=False)),
+    # Square's 5,000 queries per example are AutoAttack's standard budget
     "standard": Profile("standard", n_test=None, n_train=None, samples=32, eot=20, reevals=5,
-                        pgd_steps=100, pgd_restarts=2, eps_fractions=(0.25, 0.5, 0.75, 1.0), autoattack=True),
+                        eps_fractions=(0.25, 0.5, 0.75, 1.0),
+                        attacks=attack_plan(pgd_steps=100, pgd_restarts=2, square_queries=5000, autoattack=True)),
 }
 
 

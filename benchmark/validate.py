@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from benchmark.errors import PluginOutputError
+from benchmark.outputs import checked_logits, expected_output, logits_of
 from benchmark.plugin import ModelPlugin, Task
 
 CHECK_SHAPES = ((1, 28, 28), (3, 32, 32))
@@ -19,24 +21,15 @@ class Check:
     blocking: bool = True  # False: a run can go on, and its diagnostics flag the problem instead
 
 
-def _expected_shape(kind: str, batch: int, classes: int) -> str:
-    return {"ensemble": f"[M, {batch}, {classes}]", "moments": f"(mean [{batch}, {classes}], var [{batch}, {classes}])"}.get(
-        kind, f"[{batch}, {classes}]")
-
-
-def _output_ok(kind: str, out, batch: int, classes: int) -> bool:
-    if kind == "moments":
-        return (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)
-                and all(tuple(t.shape) == (batch, classes) for t in out) and bool((out[1] >= 0).all()))
-    if not isinstance(out, torch.Tensor):
-        return False
-    if kind == "ensemble":
-        return out.dim() == 3 and tuple(out.shape[1:]) == (batch, classes)
-    return tuple(out.shape) == (batch, classes)
-
-
-def _first(out) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
+def _output_problem(kind: str, out, batch: int, classes: int) -> str | None:
+    """Why ``out`` breaks the contract's output rule (``benchmark.outputs``), or None."""
+    try:
+        checked_logits(kind, out, batch, classes)
+    except PluginOutputError as exc:
+        return str(exc)
+    if kind == "moments" and not bool((out[1] >= 0).all()):
+        return "the variance has negative entries"
+    return None
 
 
 def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
@@ -66,21 +59,23 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
         except Exception as exc:
             checks.append(Check(f"forward({label})", False, f"{type(exc).__name__}: {exc}"))
             continue
-        checks.append(Check(f"forward({label}) output", _output_ok(plugin.predictive, out, batch, classes),
-                            f"expected {_expected_shape(plugin.predictive, batch, classes)} for predictive={plugin.predictive}"))
-        if not _output_ok(plugin.predictive, out, batch, classes):
+        problem = _output_problem(plugin.predictive, out, batch, classes)
+        checks.append(Check(f"forward({label}) output", problem is None,
+                            f"expected {expected_output(plugin.predictive, batch, classes)} for predictive="
+                            f"{plugin.predictive}: {problem}"))
+        if problem is not None:
             continue
         checks.append(Check(f"forward({label}) keeps grad mode", torch.is_grad_enabled() == grad_mode,
                             "forward must not change torch's grad mode"))
         checks.append(Check(f"forward({label}) calls no backward", all(p.grad is None for p in network.parameters()),
                             "parameters received gradients during forward"))
-        checks.append(Check(f"forward({label}) finite", bool(torch.isfinite(_first(out)).all()), "NaN or inf in the output"))
-        grad = torch.autograd.grad(_first(out).sum(), x, allow_unused=True)[0]
+        checks.append(Check(f"forward({label}) finite", bool(torch.isfinite(logits_of(out)).all()), "NaN or inf in the output"))
+        grad = torch.autograd.grad(logits_of(out).sum(), x, allow_unused=True)[0]
         checks.append(Check(f"input gradient({label})", grad is not None and bool(torch.isfinite(grad).all()),
                             "attacks need a finite gradient with respect to the input"))
         with torch.no_grad():
-            again = _first(network(x))
-        same = torch.equal(_first(out).detach(), again)
+            again = logits_of(network(x))
+        same = torch.equal(logits_of(out).detach(), again)
         if plugin.predictive == "stochastic":
             checks.append(Check(f"randomness in eval mode({label})", not same,
                                 "a stochastic plugin must draw fresh randomness on every call, also in eval mode",

@@ -39,6 +39,7 @@ from common import (
 )
 
 from benchmark.attacks import input_gradient
+from benchmark.attacks.plan import attack_plan
 from benchmark.evaluation import Condition, Evaluator
 from benchmark.plugin import Task
 from benchmark.predictive import Predictor
@@ -55,8 +56,8 @@ def build(name: str, task: Task, device: torch.device) -> tuple[Predictor, torch
 
 def evaluation_point(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, n: int, samples: int, eot: int,
                      batch_size: int, steps: int, reevals: int, eps: float, device: torch.device, seed: int) -> dict:
-    profile = get_profile("standard", n_test=n, samples=samples, eot=eot, batch_size=batch_size, pgd_steps=steps,
-                          pgd_restarts=1, reevals=reevals)
+    plan = attack_plan(pgd_steps=steps, pgd_restarts=1, square_queries=5000, autoattack=True)
+    profile = get_profile("standard", n_test=n, samples=samples, eot=eot, batch_size=batch_size, attacks=plan, reevals=reevals)
     evaluator = Evaluator(predictor, x[:n], y[:n], profile, eps, device, seed)
     out = {}
     for condition in (Condition("clean"), Condition("pgd", eps)):

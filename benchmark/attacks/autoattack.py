@@ -11,7 +11,7 @@ re-evaluated with fresh randomness by the harness, not trusted from AutoAttack's
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from benchmark.attacks.base import Attack, project
@@ -23,8 +23,14 @@ class AutoAttack(Attack):
     name = "autoattack"
     seed: int = 0
 
+    def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> AutoAttack:
+        return replace(self, seed=seed)
+
     def version_for(self, predictor: Predictor) -> str:
         return "rand-eot" if predictor.is_random else "standard"
+
+    def settings(self, predictor: Predictor) -> dict:
+        return {**super().settings(predictor), "version": self.version_for(predictor)}
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         from pyautoattack import AutoAttack as PyAutoAttack

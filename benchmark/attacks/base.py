@@ -26,7 +26,13 @@ class Attack(ABC):
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         """Return adversarial inputs within the eps-ball around ``x`` and inside [0, 1]."""
 
-    def settings(self) -> dict:
+    def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> Attack:
+        """This attack bound to a run: attacks with a generator of their own take the run's seed, the
+        transfer attack its surrogate (name, predictor). Default: nothing to bind."""
+        return self
+
+    def settings(self, predictor: Predictor) -> dict:
+        """What is recorded with every result for this attack on ``predictor``."""
         return asdict(self)
 
 

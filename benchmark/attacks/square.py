@@ -9,7 +9,7 @@ over EOT draws), so random-search steps are not chased by single-draw noise.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -24,6 +24,9 @@ class Square(Attack):
     queries: int = 1000
     p_init: float = 0.8
     seed: int = 0
+
+    def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> Square:
+        return replace(self, seed=seed)
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         from pyautoattack.square import SquareAttack

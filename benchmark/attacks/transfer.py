@@ -8,7 +8,7 @@ dropout off), else the baseline trained on the same data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -21,12 +21,18 @@ from benchmark.predictive import Predictor
 class Transfer(Attack):
     name = "transfer"
     white_box = False
-    surrogate: Predictor = field(compare=False, repr=False)
+    surrogate: Predictor | None = field(default=None, compare=False, repr=False)
     surrogate_name: str = "baseline"
     steps: int = 20
+
+    def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> Transfer:
+        if surrogate is None:
+            raise ValueError("the transfer attack needs a surrogate; plan it with needs='surrogate'")
+        name, predictor = surrogate
+        return replace(self, surrogate=predictor, surrogate_name=name)
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         return PGD(steps=self.steps)(self.surrogate, x, y, eps, 1)
 
-    def settings(self) -> dict:
+    def settings(self, predictor: Predictor) -> dict:
         return {"surrogate": self.surrogate_name, "steps": self.steps}

@@ -1,0 +1,70 @@
+"""A profile's attacks, declared as data (after Foolbox's attacks-as-configuration).
+
+A plan is a tuple of :class:`PlannedAttack`: which attack with which settings, how many EOT draws it
+gets, which models it applies to and what it is there to check. The evaluator only binds a plan to a
+run (the run seed, the transfer surrogate); it decides nothing. Adding an attack is one module in
+``benchmark.attacks`` plus one line in :func:`attack_plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from benchmark.attacks.autoattack import AutoAttack
+from benchmark.attacks.base import Attack
+from benchmark.attacks.fgsm import FGSM
+from benchmark.attacks.pgd import PGD
+from benchmark.attacks.square import Square
+from benchmark.attacks.transfer import Transfer
+
+#: the condition names the gradient-masking checks compare (``benchmark.diagnostics``)
+MAIN = "pgd"  # the main white-box attack, the one run over the whole eps sweep
+MORE_STEPS = "pgd-long"
+MORE_DRAWS = "pgd-eot2x"
+
+#: EOT draws per step: the profile's K, twice K, or one (attacks that follow no randomness)
+Draws = Literal["eot", "double-eot", "single"]
+#: which models an attack applies to: all, random ones, those with their own likelihood, those with a
+#: transfer surrogate
+Needs = Literal["always", "randomness", "likelihood", "surrogate"]
+
+
+@dataclass(frozen=True)
+class PlannedAttack:
+    """One line of a plan; ``name`` is the condition's name in metrics.csv."""
+
+    name: str
+    attack: Attack
+    purpose: str
+    draws: Draws = "eot"
+    needs: Needs = "always"
+
+    def draws_for(self, eot: int) -> int:
+        return {"eot": eot, "double-eot": 2 * eot, "single": 1}[self.draws]
+
+
+def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoattack: bool) -> tuple[PlannedAttack, ...]:
+    """The attack set of a profile, in the order the conditions run (white-box first; black-box attacks
+    run on the examples every white-box attack missed)."""
+    pgd = PGD(steps=pgd_steps, restarts=pgd_restarts)
+    plan = [
+        PlannedAttack("fgsm", FGSM(), "one signed-gradient step"),
+        PlannedAttack(MAIN, pgd, "the main white-box attack, also run over the eps sweep"),
+        PlannedAttack(MORE_STEPS, PGD(steps=5 * pgd_steps, restarts=pgd_restarts),
+                      "5x the steps: robust accuracy must not rise (more-steps-helps-model)"),
+        PlannedAttack(MORE_DRAWS, pgd, "PGD with 2K EOT draws: robust accuracy must not change (eot-not-converged)",
+                      draws="double-eot", needs="randomness"),
+        PlannedAttack("pgd-likelihood", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="likelihood"),
+                      "PGD on the plugin's own likelihood instead of the cross-entropy", draws="single", needs="likelihood"),
+    ]
+    if autoattack:
+        plan.append(PlannedAttack("autoattack", AutoAttack(), "AutoAttack (standard; APGD-CE and APGD-DLR on the K-draw "
+                                                              "average for stochastic models)"))
+    plan += [
+        PlannedAttack("square", Square(queries=square_queries), "black-box random search on the K-draw-averaged margin, "
+                                                                "on the examples the white-box attacks missed"),
+        PlannedAttack("transfer", Transfer(steps=pgd_steps), "PGD on the deterministic surrogate, evaluated on this model",
+                      draws="single", needs="surrogate"),
+    ]
+    return tuple(plan)

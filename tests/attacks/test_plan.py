@@ -1,0 +1,73 @@
+"""Attacks are data: a profile's plan decides which conditions run, with which draws and settings."""
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from benchmark.attacks import Attack, project
+from benchmark.attacks.plan import MAIN, PlannedAttack, attack_plan
+from benchmark.evaluation import Condition, Evaluator
+from benchmark.predictive import Predictor
+from benchmark.profiles import PROFILES, get_profile
+
+
+@dataclass(frozen=True)
+class Corner(Attack):
+    """A test attack: every pixel to the far side of the ball, no gradient needed."""
+
+    name = "corner"
+    white_box = False
+    seed: int = -1
+
+    def for_run(self, seed, surrogate):
+        return replace(self, seed=seed)
+
+    def __call__(self, predictor, x, y, eps, draws):
+        return project(x + eps, x, eps)
+
+
+def _evaluator(kind="deterministic", profile=None, surrogate=None, likelihood=None, seed=7):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    if kind == "stochastic":
+        net = nn.Sequential(nn.Dropout(0.5), net).train()
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    predictor = Predictor(net, kind, likelihood=likelihood)
+    return Evaluator(predictor, x, y, profile or get_profile("quick"), 0.3, torch.device("cpu"), seed, surrogate=surrogate)
+
+
+def test_the_plan_decides_the_attacks_and_their_draws():
+    deterministic = _evaluator()
+    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "square"]
+    surrogate = ("a surrogate", Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "deterministic"))
+    stochastic = _evaluator("stochastic", surrogate=surrogate, likelihood=lambda out, y: out.sum(1))
+    assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-likelihood", "square", "transfer"]
+    eot = PROFILES["quick"].eot
+    assert {name: run.draws for name, run in stochastic.attacks.items()} == {
+        "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-likelihood": 1, "square": eot, "transfer": 1}
+    assert stochastic.attacks["square"].attack.seed == 7  # bound to the run's seed
+    assert stochastic.attack_settings()["transfer"]["surrogate"] == "a surrogate"
+    assert "autoattack" in _evaluator(profile=get_profile("standard")).attacks
+
+
+def test_an_attack_added_to_a_plan_runs_as_a_condition_of_its_own():
+    plan = (*attack_plan(pgd_steps=2, pgd_restarts=1, square_queries=5, autoattack=False)[:2],
+            PlannedAttack("corner", Corner(), "a test attack"))
+    evaluator = _evaluator(profile=get_profile("quick", attacks=plan))
+    assert [c.id for c in evaluator.plan() if c.name not in ("clean", "diagnostics", "noise", MAIN)] == ["fgsm-0.3", "corner-0.3"]
+    assert evaluator.attack_settings()["corner"] == {"seed": 7, "eot_draws": 1, "purpose": "a test attack"}
+    finished = {}
+    evaluator.load = finished.get
+    for condition in (Condition("clean"), Condition("fgsm", 0.3), Condition(MAIN, 0.3)):
+        finished[condition.id] = evaluator.run(condition)[1]
+    rows, arrays = evaluator.run(Condition("corner", 0.3))
+    assert arrays["correct"].shape == (1, 4)
+    assert {r["metric"] for r in rows} >= {"accuracy", "attacked"}
+
+
+def test_the_profile_records_its_plan():
+    recorded = PROFILES["standard"].as_dict()["attacks"]
+    assert list(recorded) == [p.name for p in PROFILES["standard"].attacks]
+    assert recorded["pgd"] == {"attack": "PGD", "steps": 100, "restarts": 2, "step_size": 2.5, "random_start": True,
+                               "objective": "ce", "draws": "eot", "needs": "always"}
