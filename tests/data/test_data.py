@@ -20,8 +20,9 @@ from benchmark.data import (
     to_float,
 )
 from benchmark.errors import BenchmarkError
+from conftest import SHARED_DATASETS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = SHARED_DATASETS
 
 
 @pytest.fixture(autouse=True)
