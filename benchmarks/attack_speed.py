@@ -18,7 +18,7 @@ That model is not adversarially trained: at eps = 8/255 every attack reaches 0% 
 the default eps list on CUDA also holds 1/255 and 0.5/255, where AutoAttack's later stages do real work.
 
     OMP_NUM_THREADS=1 python benchmarks/attack_speed.py --device cpu --dataset cifar10-jpeg \\
-        --data-dir /work/shared/datasets --n 4 --steps 10 --eps 8
+        --data-dir DATA --n 4 --steps 10 --eps 8
     python benchmarks/attack_speed.py --dataset cifar10 --data-dir DIR    # CUDA: 1000 images, PGD-100
 """
 

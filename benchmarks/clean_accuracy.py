@@ -7,7 +7,7 @@ model is trained twice. For every model named, it loads the newest ``<out>/check
 :class:`benchmark.predictive.Predictor` (S draws for stochastic models, as a run does) and prints one
 row per model with the accuracy and its 95% interval (binomial, as the harness reports).
 
-    python benchmarks/clean_accuracy.py --out /tmp/acc --data-dir ../shared/datasets baseline endp bbb
+    python benchmarks/clean_accuracy.py --out /tmp/acc --data-dir DATA baseline endp bbb
 """
 
 from __future__ import annotations

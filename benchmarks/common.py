@@ -201,7 +201,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                         help="a name benchmark.data.load_dataset knows (cifar10, or a manifest data set such as "
                              "cifar10-jpeg under --data-dir), npz:PATH (x_test/y_test of one npz file), or 'random' "
                              "(timing only)")
-    parser.add_argument("--data-dir", default=None, help="directory holding the data set (e.g. /work/shared/datasets)")
+    parser.add_argument("--data-dir", default=None, help="directory holding the data set (e.g. DATA)")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ What this implementation decides, and why:
 
 * Borders: the mean runs over the neighbours that exist (an average pool that does not count padding),
   so border channels are not shrunk towards zero. The text available to us does not settle zero versus
-  replicate padding (METHODS.md marks it unverified); this choice is stated here and tested.
+  replicate padding (the paper does not say; unverified); this choice is stated here and tested.
 * Insertion points: one KAP layer after every convolution of the baseline architectures
   (:func:`benchmark.layers.cnn.make_cnn`), before its batch norm / ReLU; the dense layers are left alone, as
   in the paper, which applies KAP to convolutional layers.
