@@ -50,6 +50,7 @@ def run(
     download: bool = typer.Option(True, "--download/--no-download", help="Allow a torchvision download when a dataset is not found."),
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report."""
+    from benchmark.columns import AFTER_RUN
     from benchmark.runner import RunRequest
     from benchmark.runner import run as execute
 
@@ -57,15 +58,15 @@ def run(
                              seed=seed, out=out, retrain=retrain, checkpoint=checkpoint, eps=eps, n_test=n_test,
                              n_train=n_train, epochs=epochs, batch_size=batch_size, download=download))
     table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
-    for column in ("clean_acc", "robust_acc", "noise_acc_mean", "ece", "nll", "brier", "flags", "train_seconds", "eval_seconds"):
-        table.add_column(column)
-    table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) and c.endswith(("acc", "mean", "ece", "nll", "brier"))
-                    else str(row[c]) for c in ("clean_acc", "robust_acc", "noise_acc_mean", "ece", "nll", "brier",
-                                                "flags", "train_seconds", "eval_seconds")))
+    for column in AFTER_RUN:
+        table.add_column(column.name)
+    table.add_row(*(f"{row[c.name]:.4f}" if isinstance(row[c.name], float) and c.score else str(row[c.name])
+                    for c in AFTER_RUN))
     out_console.print(table)
     out_console.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
                       f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
-                      f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); S={row['samples']}, K={row['eot']}")
+                      f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
+                      f"S={row['samples']}, K={row['eot']}")
     out_console.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
 
 

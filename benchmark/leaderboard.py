@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
 from benchmark.errors import BenchmarkError
-from benchmark.report import JPEG_CAVEAT, markdown_text, write_report
+from benchmark.render import html_table, markdown_table, markdown_text
+from benchmark.report import write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
-SCHEMA = ["model", "dataset", "profile", "threat", "eps", "n_examples", "predictive", "samples", "eot",
-          "clean_acc", "robust_acc", "attacks", "noise_acc_mean", "ece", "nll", "brier", "flags", "params",
-          "train_seconds", "eval_seconds", "device", "version", "date"]
-EXTRA = ["robust_acc_ci_low", "robust_acc_ci_high", "robust_acc_worst", "reevals", "run_id", "certified_acc"]
-#: certified_acc: IBP-certified accuracy at eps for plugins with interval bounds (docs/protocol.md), else empty
 PROFILE_ORDER = {"standard": 0, "quick": 1}
 
 
@@ -37,13 +34,14 @@ def _locked(directory: Path):
 
 
 def report_dir(out: Path, dataset: str, model: str) -> Path:
+    """Where the report of ``model`` on ``dataset`` is rendered."""
     return Path(out) / "leaderboards" / "reports" / _report_link(dataset, model)
 
 
 def table(out: Path, dataset: str) -> pd.DataFrame:
     """The leaderboard of one dataset: the latest run per (model, profile), best robust accuracy first."""
     rows = [read_json(r.root / "summary.json") for r in list_runs(out)]
-    frame = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=SCHEMA + EXTRA)
+    frame = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=NAMES)
     if frame.empty:
         return frame
     frame = frame.sort_values("date").drop_duplicates(["model", "profile"], keep="last")
@@ -52,6 +50,7 @@ def table(out: Path, dataset: str) -> pd.DataFrame:
 
 
 def datasets_with_runs(out: Path) -> list[str]:
+    """The datasets with at least one finished run under ``out``."""
     return sorted({read_json(r.root / "summary.json")["dataset"] for r in list_runs(out)})
 
 
@@ -68,11 +67,12 @@ def publish(out: Path, dataset: str, model: str | None = None) -> None:
                 for run_id in frame[frame.model == name].run_id:
                     write_report(out / "runs" / run_id, report_dir(out, dataset, name))
             atomic_write_text(board_dir / f"{slug(dataset)}.csv", spreadsheet_safe(frame).to_csv(index=False))
-            atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, dataset))
+            atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, dataset, dataset_notes(out, frame)))
             atomic_write_text(board_dir / "index.html", _index_html(out))
     except OSError as exc:
-        raise BenchmarkError(f"cannot write leaderboards under {board_dir}: {exc.strerror or exc}; the run directory is "
-                             f"kept, rerun `benchmark leaderboard --out {out}` once it is writable") from exc
+        raise BenchmarkError(f"cannot write leaderboards under {board_dir}: {exc.strerror or exc}; the run "
+                             f"directory is kept, rerun `benchmark leaderboard --out {out}` once it is "
+                             "writable") from exc
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -84,7 +84,10 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     def escape(value):
         return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
-    return frame.apply(lambda column: column.map(escape) if pd.api.types.is_string_dtype(column) or column.dtype == object else column)
+    def text(column: pd.Series) -> bool:
+        return pd.api.types.is_string_dtype(column) or column.dtype == object
+
+    return frame.apply(lambda column: column.map(escape) if text(column) else column)
 
 
 def _fmt(value) -> str:
@@ -95,28 +98,35 @@ def _fmt(value) -> str:
     return str(value)
 
 
-DISPLAY = ["model", "predictive", "clean_acc", "robust_acc", "robust_acc_ci_low", "robust_acc_ci_high", "certified_acc", "attacks",
-           "noise_acc_mean", "ece", "nll", "brier", "flags", "samples", "eot", "n_examples", "eps", "params",
-           "train_seconds", "eval_seconds", "device", "date"]
+def dataset_notes(out: Path, frame: pd.DataFrame) -> list[str]:
+    """What the dataset is, as its manifest describes it, recorded by the runs in ``frame`` (each text once)."""
+    notes: list[str] = []
+    for run_id in frame.run_id:
+        config = Path(out) / "runs" / str(run_id) / "config.json"
+        text = read_json(config).get("dataset_description") if config.exists() else None
+        if text and text not in notes:
+            notes.append(str(text))
+    return notes
 
 
-def _markdown(frame: pd.DataFrame, dataset: str) -> str:
-    def cell(v) -> str:
-        return markdown_text(_fmt(v))
+def _cells(part: pd.DataFrame) -> pd.DataFrame:
+    """The displayed columns of ``part`` as text."""
+    return pd.DataFrame([[_fmt(row[c]) for c in DISPLAY] for _, row in part.iterrows()], columns=DISPLAY)
 
-    lines = [f"# Leaderboard: {cell(dataset)}", ""]
-    if dataset == "cifar10-jpeg":
-        lines += [f"> {JPEG_CAVEAT}", ""]
+
+def _links(part: pd.DataFrame, dataset: str, suffix: str) -> list[str]:
+    return [f"reports/{_report_link(dataset, model)}/report.{suffix}" for model in part.model]
+
+
+def _markdown(frame: pd.DataFrame, dataset: str, notes: list[str]) -> str:
+    lines = [f"# Leaderboard: {markdown_text(dataset)}", ""]
+    for note in notes:
+        lines += [f"> {markdown_text(note)}", ""]
     lines += ["Robust accuracy is the per-example worst case over every attack run at the dataset's eps "
               "(L-inf), with a 95% interval. Only standard-profile rows are comparable across models.", ""]
-    for profile, part in frame.groupby(frame.profile.map(PROFILE_ORDER).fillna(9), sort=True):
-        lines += [f"## Profile: {cell(part.profile.iloc[0])}", "",
-                  "| " + " | ".join(DISPLAY) + " |", "|" + "---|" * len(DISPLAY)]
-        for _, row in part.iterrows():
-            cells = [cell(row[c]) for c in DISPLAY]
-            cells[0] = f"[{cells[0]}](reports/{_report_link(dataset, row['model'])}/report.md)"
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+    for _, part in frame.groupby(frame.profile.map(PROFILE_ORDER).fillna(9), sort=True):
+        lines += [f"## Profile: {markdown_text(_fmt(part.profile.iloc[0]))}", "",
+                  markdown_table(_cells(part), links=_links(part, dataset, "md")), ""]
     return "\n".join(lines)
 
 
@@ -128,17 +138,11 @@ def _index_html(out: Path) -> str:
     sections = []
     for dataset in datasets_with_runs(out):
         frame = table(out, dataset)
-        caveat = f"<p class='caveat'>{html.escape(JPEG_CAVEAT)}</p>" if dataset == "cifar10-jpeg" else ""
+        notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in dataset_notes(out, frame))
         for profile, part in frame.groupby("profile", sort=False):
-            head = "".join(f"<th onclick='sortTable(this)'>{html.escape(c)}</th>" for c in DISPLAY)
-            body = []
-            for _, row in part.iterrows():
-                cells = [html.escape(_fmt(row[c])) for c in DISPLAY]
-                link = html.escape(f"reports/{_report_link(dataset, row['model'])}/report.html", quote=True)
-                cells[0] = f"<a href=\"{link}\">{cells[0]}</a>"
-                body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-            sections.append(f"<h2>{html.escape(dataset)} <small>({html.escape(str(profile))} profile)</small></h2>{caveat}"
-                            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+            heading = f"<h2>{html.escape(dataset)} <small>({html.escape(str(profile))} profile)</small></h2>"
+            links = _links(part, dataset, "html")
+            sections.append(heading + notes + html_table(_cells(part), links=links, sortable=True))
     return _PAGE.replace("{sections}", "\n".join(sections) or "<p>No runs yet.</p>")
 
 
@@ -150,7 +154,7 @@ table{border-collapse:collapse;margin-bottom:2rem;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:right}
 th{background:#f3f3f3;cursor:pointer;user-select:none}
 td:first-child,th:first-child{text-align:left}
-.caveat{background:#fff4d6;padding:.5rem;border-left:4px solid #e0a800}
+.note{background:#fff4d6;padding:.5rem;border-left:4px solid #e0a800}
 </style></head><body>
 <h1>Robustness leaderboards</h1>
 <p>Robust accuracy: per-example worst case over every attack run at the dataset's L-inf eps, 95% interval in the
@@ -161,6 +165,7 @@ ci columns. Stochastic models are judged by the mean softmax over <em>samples</e
 function sortTable(th){const table=th.closest('table'),body=table.tBodies[0],i=[...th.parentNode.children].indexOf(th);
 const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
 const key=r=>{const t=r.children[i].innerText;const n=parseFloat(t);return isNaN(n)?t:n};
-[...body.rows].sort((a,b)=>{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(asc?1:-1)}).forEach(r=>body.appendChild(r));}
+[...body.rows].sort((a,b)=>{const x=key(a),y=key(b);\
+return (x>y?1:x<y?-1:0)*(asc?1:-1)}).forEach(r=>body.appendChild(r));}
 </script></body></html>
 """

@@ -16,6 +16,7 @@ import torch
 
 from benchmark import __version__
 from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
+from benchmark.columns import ordered_row
 from benchmark.data import load_dataset
 from benchmark.distributed import World, world_from_env
 from benchmark.errors import BenchmarkError, PluginOutputError
@@ -117,7 +118,7 @@ def run(request: RunRequest) -> dict:
         "n_examples": len(y_test), "n_train": len(y_train), "num_classes": dataset.num_classes, "train_key": train_key,
         "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
         "version": __version__, "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
-        "notes": [n for n in (dataset.note, getattr(plugin, "report_note", "")) if n],
+        "dataset_description": dataset.description, "notes": [dataset.note] if dataset.note else [],
     }
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
@@ -287,13 +288,14 @@ def _metric(metrics: pd.DataFrame, condition: str, metric: str, param: float | N
 
 
 def _summarize(store: RunStore, network, train_seconds: float) -> dict:
-    """The leaderboard row, in the schema's column order (DESIGN.md), then the extra columns."""
+    """The leaderboard row: exactly the columns of benchmark.columns, in their order."""
     config, metrics = store.config(), store.metrics()
     eps = config["eps"]
     attack_names = [a for a in config["attack_settings"]
                     if not metrics[(metrics.condition == a) & (metrics.metric == "accuracy")].empty]
-    sigmas = metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy") & (metrics.param.astype(float) > 0)]
-    return {
+    noise = metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")]
+    sigmas = noise[noise.param.astype(float) > 0]
+    return ordered_row({
         "model": config["model"], "dataset": config["dataset"], "profile": config["profile"],
         "threat": config["threat"], "eps": eps, "n_examples": config["n_examples"],
         "predictive": config["predictive"], "samples": config["samples"], "eot": config["eot"],
@@ -313,4 +315,4 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
         "robust_acc_worst": _metric(metrics, "robust", "accuracy_worst", eps),
         "reevals": config["reevals"], "run_id": config["run_id"],
         "certified_acc": _metric(metrics, "certify", "certified_acc", eps),  # NaN (empty): no certify condition
-    }
+    })

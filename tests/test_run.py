@@ -23,7 +23,7 @@ def metrics_of(out):
 def test_mc_dropout_run_writes_every_output(tmp_path):
     row = run(RunRequest(model="mc-dropout", out=tmp_path, **TINY))
     board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv", keep_default_na=False)
-    assert list(board.columns) == SCHEMA + EXTRA
+    assert list(board.columns) == SCHEMA + EXTRA == list(row)  # the row and the CSV follow benchmark.columns
     assert len(board) == 1
     for column in SCHEMA:
         if column != "flags":  # empty means no diagnostic fired

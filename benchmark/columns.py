@@ -1,0 +1,84 @@
+"""The leaderboard's columns, declared once.
+
+:data:`COLUMNS` is in the order of ``leaderboards/<dataset>.csv`` (and of every run's ``summary.json`` row):
+the schema's columns first, then the extra ones added since. The CSV header, the summary row's keys, the
+columns of the leaderboard pages (Markdown and ``index.html``) and the table ``benchmark run`` prints are all
+derived from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column.
+
+    ``extra``: appended after the schema's columns (every schema column is filled on a finished run, except
+    ``flags``, which is empty when nothing fired). ``board``: its position in the tables of the leaderboard
+    pages, None if it is in the CSV only. ``after_run``: printed by ``benchmark run``. ``score``: a measured
+    score (accuracy, calibration error, loss), printed with four decimals after a run.
+    """
+
+    name: str
+    meaning: str
+    extra: bool = False
+    board: int | None = None
+    after_run: bool = False
+    score: bool = False
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("model", "the plugin's registered name", board=0),
+    Column("dataset", "the dataset's name"),
+    Column("profile", "quick or standard; only standard rows are comparable across models"),
+    Column("threat", "the threat model (Linf)"),
+    Column("eps", "the L-inf budget the robust accuracy is measured at", board=16),
+    Column("n_examples", "test images evaluated (n)", board=15),
+    Column("predictive", "the plugin's predictive kind, which fixes the decision rule attacked", board=1),
+    Column("samples", "posterior draws S per prediction", board=13),
+    Column("eot", "draws K per attack step (expectation over transformation)", board=14),
+    Column("clean_acc", "accuracy on clean test images", board=2, after_run=True, score=True),
+    Column("robust_acc", "per-example worst case over clean correctness and every attack run at eps, mean over "
+           "the R re-evaluations", board=3, after_run=True, score=True),
+    Column("attacks", "the attacks that ran at eps, joined by +", board=7),
+    Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=8, after_run=True, score=True),
+    Column("ece", "expected calibration error on clean data (15 bins)", board=9, after_run=True, score=True),
+    Column("nll", "negative log-likelihood on clean data", board=10, after_run=True, score=True),
+    Column("brier", "Brier score on clean data", board=11, after_run=True, score=True),
+    Column("flags", "the gradient-masking diagnostics that fired, joined by ; (benchmark.diagnostics.FLAGS)",
+           board=12, after_run=True),
+    Column("params", "number of parameters of the network", board=17),
+    Column("train_seconds", "training time in seconds (0 for given weights)", board=18, after_run=True),
+    Column("eval_seconds", "evaluation time in seconds, summed over the conditions", board=19, after_run=True),
+    Column("device", "where the run ran", board=20),
+    Column("version", "the benchmark's version"),
+    Column("date", "when the run started (UTC)", board=21),
+    Column("robust_acc_ci_low", "lower end of robust_acc's 95% interval", extra=True, board=4, score=True),
+    Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, board=5, score=True),
+    Column("robust_acc_worst", "robust accuracy counting an example only if it survived all R re-evaluations",
+           extra=True, score=True),
+    Column("reevals", "re-evaluations R of every final adversarial point", extra=True),
+    Column("run_id", "the run's directory under runs/", extra=True),
+    Column("certified_acc", "IBP-certified accuracy at eps for plugins with interval bounds, else empty",
+           extra=True, board=6, score=True),
+)
+
+#: The CSV header, in order.
+NAMES: list[str] = [c.name for c in COLUMNS]
+SCHEMA: list[str] = [c.name for c in COLUMNS if not c.extra]
+EXTRA: list[str] = [c.name for c in COLUMNS if c.extra]
+#: The columns of the leaderboard pages, in their order there.
+DISPLAY: list[str] = [c.name for c in sorted((c for c in COLUMNS if c.board is not None), key=lambda c: c.board)]
+#: The columns ``benchmark run`` prints, in CSV order.
+AFTER_RUN: tuple[Column, ...] = tuple(c for c in COLUMNS if c.after_run)
+
+
+def ordered_row(values: dict) -> dict:
+    """``values`` as a leaderboard row: exactly the declared columns, in the declared order."""
+    missing, unknown = [n for n in NAMES if n not in values], [n for n in values if n not in NAMES]
+    if missing or unknown:
+        raise ValueError(f"a leaderboard row must have exactly the declared columns; missing {missing}, "
+                         f"undeclared {unknown}")
+    return {name: values[name] for name in NAMES}

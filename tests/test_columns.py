@@ -1,0 +1,76 @@
+"""The leaderboard's columns are declared once (benchmark.columns): the summary row, the CSV header, the
+leaderboard pages and the table printed after a run all follow the declaration."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from fakes import make_finished_run, make_run
+
+from benchmark import columns
+from benchmark.leaderboard import publish
+from benchmark.runner import _summarize
+from benchmark.store import RunStore
+
+
+def test_the_declaration_is_consistent():
+    names = [c.name for c in columns.COLUMNS]
+    assert len(set(names)) == len(names)
+    assert columns.NAMES == names == columns.SCHEMA + columns.EXTRA  # the extra columns come after the schema's
+    positions = sorted(c.board for c in columns.COLUMNS if c.board is not None)
+    assert positions == list(range(len(positions)))
+    assert columns.DISPLAY[0] == "model"  # the pages link the first column to the model's report
+    assert all(c.meaning for c in columns.COLUMNS)
+
+
+def test_a_summary_row_has_exactly_the_declared_columns_in_order(tmp_path):
+    run_dir = make_run(tmp_path / "run", "mc-dropout", "mnist", ("fgsm", "pgd"))
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "num_classes": 10}))
+    row = _summarize(RunStore(run_dir), torch.nn.Linear(3, 2), 12.34)
+    assert list(row) == columns.NAMES
+    assert (row["params"], row["train_seconds"], row["attacks"]) == (8, 12.3, "fgsm+pgd")
+    assert row["robust_acc"] == pytest.approx(0.38)
+
+
+def test_a_row_with_a_missing_or_undeclared_column_is_refused():
+    values = {name: 0 for name in columns.NAMES}
+    assert list(columns.ordered_row(dict(reversed(values.items())))) == columns.NAMES
+    with pytest.raises(ValueError, match="missing \\['run_id'\\]"):
+        columns.ordered_row({k: v for k, v in values.items() if k != "run_id"})
+    with pytest.raises(ValueError, match="undeclared \\['surprise'\\]"):
+        columns.ordered_row({**values, "surprise": 1})
+
+
+def test_the_leaderboard_csv_header_and_pages_follow_the_declaration(tmp_path):
+    make_finished_run(tmp_path, "model-a")
+    make_finished_run(tmp_path, "model-b", robust=0.7)
+    publish(tmp_path, "mnist")
+    boards = tmp_path / "leaderboards"
+    assert (boards / "mnist.csv").read_text().splitlines()[0] == ",".join(columns.NAMES)
+    assert list(pd.read_csv(boards / "mnist.csv").model) == ["model-b", "model-a"]
+    markdown = (boards / "mnist.md").read_text()
+    assert "| " + " | ".join(columns.DISPLAY) + " |" in markdown
+    assert "| [model-b](reports/mnist/model-b/report.md) | deterministic | 0.5000 | 0.7000 |" in markdown
+    page = (boards / "index.html").read_text()
+    assert "".join(f"<th onclick='sortTable(this)'>{name}</th>" for name in columns.DISPLAY) in page
+    assert '<td><a href="reports/mnist/model-a/report.html">model-a</a></td>' in page
+
+
+def test_the_run_command_prints_the_declared_columns(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import benchmark.runner
+    from benchmark.cli import app
+
+    row = {name: 0.5 for name in columns.NAMES} | {"model": "m", "dataset": "d", "profile": "quick", "run_id": "r",
+                                                   "flags": "zero-grad", "train_seconds": 1.5, "reevals": 3,
+                                                   "samples": 8, "eot": 4}
+    monkeypatch.setattr(benchmark.runner, "run", lambda request: row)
+    result = CliRunner().invoke(app, ["run", "--model", "m", "--out", str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "clean_acc" in line)
+    assert [word.strip("┃│ ") for word in header.split("┃" if "┃" in header else "│") if word.strip("┃│ ")] == \
+        [c.name for c in columns.AFTER_RUN]
+    assert "0.5000" in result.output and "zero-grad" in result.output and "1.5" in result.output
