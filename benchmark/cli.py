@@ -87,7 +87,7 @@ def list_cmd(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A
     out_console.print("datasets: " + ", ".join(available_datasets(data_dir)))
     for name, p in PROFILES.items():
         out_console.print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "
-                          f"PGD {p.pgd_steps} steps x {p.pgd_restarts}, AutoAttack={'yes' if p.autoattack else 'no'}")
+                          f"attacks {', '.join(planned.name for planned in p.attacks)}")
 
 
 @app.command()
