@@ -24,8 +24,8 @@ and asks for a margin of :data:`CERTIFY_MARGIN`, far above float64 rounding at t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import singledispatch
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,18 +34,18 @@ OutOption = typer.Option(Path("."), "--out", help="Directory holding runs/, chec
 def run(
     model: str = typer.Option(..., "--model", "-m", help="Registered plugin name, or path/to/file.py:name."),
     dataset: str = typer.Option("mnist", "--dataset", "-d", help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="quick or standard [default: standard on GPU, quick on CPU]."),
+    profile: str | None = typer.Option(None, "--profile", "-p", help="quick or standard [default: standard on GPU, quick on CPU]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset directory (else $BENCHMARK_DATA_DIR, the cache, a download)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Dataset directory (else $BENCHMARK_DATA_DIR, the cache, a download)."),
     seed: int = typer.Option(0, "--seed", help="Seed of training and evaluation."),
     out: Path = OutOption,
     retrain: bool = typer.Option(False, "--retrain", help="Ignore the cached checkpoint and train again."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Evaluate these weights (.safetensors, or a tensors-only .pt) instead of training."),
-    eps: Optional[float] = typer.Option(None, "--eps", help="L-inf epsilon in [0, 1] [default: the dataset's]."),
-    n_test: Optional[int] = typer.Option(None, "--n-test", help="Evaluate the first N test images (overrides the profile)."),
-    n_train: Optional[int] = typer.Option(None, "--n-train", help="Train on the first N training images (smoke tests)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the plugin's number of epochs (smoke tests)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 250]; part of the run's identity (attacks run per batch)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Evaluate these weights (.safetensors, or a tensors-only .pt) instead of training."),
+    eps: float | None = typer.Option(None, "--eps", help="L-inf epsilon in [0, 1] [default: the dataset's]."),
+    n_test: int | None = typer.Option(None, "--n-test", help="Evaluate the first N test images (overrides the profile)."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Train on the first N training images (smoke tests)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Override the plugin's number of epochs (smoke tests)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 250]; part of the run's identity (attacks run per batch)."),
     download: bool = typer.Option(True, "--download/--no-download", help="Allow a torchvision download when a dataset is not found."),
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report."""
@@ -71,7 +70,7 @@ def run(
 
 
 @app.command("list")
-def list_cmd(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Also list custom datasets found here.")) -> None:
+def list_cmd(data_dir: Path | None = typer.Option(None, "--data-dir", help="Also list custom datasets found here.")) -> None:
     """Show the registered plugins, the datasets and the profiles."""
     from benchmark.data import available_datasets
     from benchmark.profiles import PROFILES
@@ -92,7 +91,7 @@ def list_cmd(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A
 
 @app.command()
 def leaderboard(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Rebuild one dataset [default: every dataset with runs]."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Rebuild one dataset [default: every dataset with runs]."),
     out: Path = OutOption,
 ) -> None:
     """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs."""
@@ -110,7 +109,7 @@ def leaderboard(
 def report(
     model: str = typer.Option(..., "--model", "-m"),
     dataset: str = typer.Option("mnist", "--dataset", "-d"),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Which profile's run [default: the latest run]."),
+    profile: str | None = typer.Option(None, "--profile", "-p", help="Which profile's run [default: the latest run]."),
     out: Path = OutOption,
 ) -> None:
     """Render the calibration and robustness report of a model's latest run."""
@@ -174,7 +173,7 @@ def main() -> None:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: finished conditions are saved; rerun the same command to resume")
         sys.exit(130)
-    except (typer.Abort,):
+    except typer.Abort:
         sys.exit(1)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error (click's, vendored by typer or not)

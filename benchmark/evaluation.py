@@ -11,8 +11,8 @@ final adversarial points re-evaluated R times with fresh randomness (docs/protoc
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,10 +21,10 @@ from benchmark.attacks import Attack, input_gradient
 from benchmark.attacks.plan import MAIN
 from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
-from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
 from benchmark.distributed import World
-from benchmark.outputs import logits_of
+from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
 from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
+from benchmark.outputs import logits_of
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
 from benchmark.progress import progress_bar

@@ -9,7 +9,7 @@ with: the mean softmax over draws, and the log of that mean (log-mean-exp of log
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark import __version__
+from benchmark import __version__, diagnostics
 from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
 from benchmark.columns import ordered_row
 from benchmark.data import load_dataset
 from benchmark.distributed import World, world_from_env
 from benchmark.errors import BenchmarkError, PluginOutputError
-from benchmark import diagnostics
 from benchmark.evaluation import Evaluator, accuracy_rows
 from benchmark.metrics import reliability_table
 from benchmark.plugin import ModelPlugin, Task

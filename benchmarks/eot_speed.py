@@ -46,10 +46,10 @@ from torch import nn
 
 from benchmark.attacks import AutoAttack
 from benchmark.checkpoints import load_checkpoint, read_state
+from benchmark.layers.dropout import MCDropout
 from benchmark.plugin import Task
 from benchmark.predictive import Predictor
 from benchmark.registry import create_model
-from benchmark.layers.dropout import MCDropout
 
 NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
 

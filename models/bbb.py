@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
 from benchmark.layers.variational import elbo_loss, mean_field, posterior_mean, swap_layers
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 PRIOR_STD = 1.0
 RHO_INIT = -3.5

@@ -18,9 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
-from benchmark.layers.normalize import Normalize
 from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
@@ -31,6 +28,9 @@ from benchmark.layers.moments import (
     gaussian_likelihood_loss,
     kl_divergence,
 )
+from benchmark.layers.normalize import Normalize
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 #: sqrt has an infinite slope at 0: units with zero variance are floored here, which gives them a
 #: zero gradient instead of inf·0 = NaN

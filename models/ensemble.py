@@ -23,10 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.baseline import cnn_recipe
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 
 class Ensemble(nn.Module):

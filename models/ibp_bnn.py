@@ -47,10 +47,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.bounds import input_box, propagate, worst_case_logits
+from benchmark.layers.normalize import Normalize
+from benchmark.layers.variational import (
+    LocalReparameterization,
+    MeanFieldConv2d,
+    MeanFieldLinear,
+    kl_divergence,
+    posterior_mean,
+)
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from benchmark.layers.normalize import Normalize
-from benchmark.layers.variational import LocalReparameterization, MeanFieldConv2d, MeanFieldLinear, kl_divergence, posterior_mean
 
 
 def _one_draw(module: nn.Module):

@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.baseline import cnn_recipe
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 
 def channel_grid(channels: int) -> tuple[int, int]:

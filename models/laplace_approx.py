@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
 from benchmark.data import to_float
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.baseline import cnn_recipe
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 
 class LastLayerLaplace(nn.Module):

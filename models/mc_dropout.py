@@ -12,11 +12,11 @@ import copy
 
 from torch import nn
 
+from benchmark.layers.cnn import make_cnn
+from benchmark.layers.dropout import MCDropout
+from benchmark.models.baseline import cnn_recipe
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from benchmark.layers.dropout import MCDropout
-from benchmark.layers.cnn import make_cnn
-from benchmark.models.baseline import cnn_recipe
 
 
 @register_model("mc-dropout")

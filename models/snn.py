@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
 from benchmark.layers.normalize import Normalize
 from benchmark.layers.spiking import MembraneNoise, Readout, SpikingLayer, SpikingNetwork
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 HIDDEN_SMALL = 256
 

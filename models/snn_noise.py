@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.layers.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
+from benchmark.models.snn import build_spiking_net, time_steps
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from benchmark.models.snn import build_spiking_net, time_steps
-from benchmark.layers.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
 
 SIGMA_INIT = 0.3
 TRAIN_DRAWS = 16

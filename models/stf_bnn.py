@@ -38,11 +38,7 @@ from torch import nn
 
 from benchmark.data import to_float
 from benchmark.errors import BenchmarkError
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.progress import progress_bar
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
-from benchmark.models.baseline import cnn_recipe
 from benchmark.layers.variational import (
     LocalReparameterization,
     elbo_loss,
@@ -50,6 +46,10 @@ from benchmark.layers.variational import (
     posterior_mean,
     swap_layers,
 )
+from benchmark.models.baseline import cnn_recipe
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.progress import progress_bar
+from benchmark.registry import register_model
 
 PRIOR_STD = 1.0
 RHO_INIT = -5.0

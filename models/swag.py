@@ -44,9 +44,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from benchmark.data import to_float
+from benchmark.layers.cnn import make_cnn
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
-from benchmark.layers.cnn import make_cnn
 
 
 def swag_sample(mean: Tensor, sq_mean: Tensor, deviations: Tensor, generator: torch.Generator | None = None,

@@ -43,10 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
-from benchmark.models.bbb import variational_recipe
 from benchmark.layers.variational import (
     ConvGeometry,
     DenseGeometry,
@@ -56,6 +53,9 @@ from benchmark.layers.variational import (
     posterior_mean,
     swap_layers,
 )
+from benchmark.models.bbb import variational_recipe
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 # Molchanov et al. 2017's fit of the negative KL to the log-uniform prior
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
@@ -88,7 +88,7 @@ class _DropoutWeights(LocalReparameterization):
 
     @property
     def log_alpha(self) -> Tensor:
-        """log α = log σ² − log θ², clipped to [−8, 8]."""
+        """Log α = log σ² − log θ², clipped to [−8, 8]."""
         return (self.log_sigma2 - torch.log(self.weight.square() + 1e-8)).clamp(-LOG_ALPHA_CLIP, LOG_ALPHA_CLIP)
 
     def weight_moments(self) -> tuple[Tensor, Tensor, Tensor, None]:

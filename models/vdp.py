@@ -30,9 +30,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.registry import register_model
-from benchmark.layers.normalize import Normalize
 from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
@@ -43,6 +40,9 @@ from benchmark.layers.moments import (
     gaussian_likelihood_loss,
     kl_divergence,
 )
+from benchmark.layers.normalize import Normalize
+from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.registry import register_model
 
 
 class TaylorReLU(nn.Module):

@@ -4,8 +4,9 @@ modules, and an install that ships every package."""
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import benchmark
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fakes import make_finished_run
 
 import benchmark.leaderboard as leaderboard
 import benchmark.store as store
@@ -17,7 +18,6 @@ from benchmark.errors import BenchmarkError, PluginOutputError
 from benchmark.leaderboard import publish, spreadsheet_safe
 from benchmark.predictive import Predictor
 from benchmark.runner import RunRequest, run
-from fakes import make_finished_run
 
 PLUGINS = Path(__file__).parent / "plugins" / "broken_outputs.py"
 HOSTILE = ['=HYPERLINK("http://evil.example","click")', "<script>alert(1)</script>", "@SUM(A1:A9)", "a|b](x)"]

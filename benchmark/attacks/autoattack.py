@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, replace
 
 import torch
+
 from benchmark.attacks.base import Attack, project
 from benchmark.predictive import DeployedRule, Predictor
 

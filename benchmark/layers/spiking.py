@@ -86,7 +86,7 @@ class MembraneNoise(nn.Module):
         self.rho = nn.Parameter(torch.full((channels,), float(torch.log(torch.expm1(torch.tensor(sigma_init - sigma_min))))))
 
     def sigma(self, like: torch.Tensor) -> torch.Tensor:
-        """sigma shaped to broadcast over ``like`` ([B, C] or [B, C, H, W])."""
+        """Sigma shaped to broadcast over ``like`` ([B, C] or [B, C, H, W])."""
         sigma = self.sigma_min + F.softplus(self.rho)
         return sigma.view(1, -1, *([1] * (like.dim() - 2)))
 
@@ -164,7 +164,7 @@ class SpikingNetwork(nn.Module):
         self.score: torch.Tensor | None = None
         self.draw_logits: torch.Tensor | None = None
 
-    def train(self, mode: bool = True) -> "SpikingNetwork":
+    def train(self, mode: bool = True) -> SpikingNetwork:
         """Switching modes drops the last training step's records (they hold its graph, and a module holding
         non-leaf tensors cannot be deep-copied)."""
         self.score = self.draw_logits = None
@@ -209,7 +209,7 @@ class SpikingNetwork(nn.Module):
 
 
 def leave_one_out_baseline(losses: torch.Tensor, dim: int) -> torch.Tensor:
-    """b = mean of the other entries' losses along ``dim``: independent of the entry's own noise (the estimator stays
+    """B = mean of the other entries' losses along ``dim``: independent of the entry's own noise (the estimator stays
     unbiased) while removing most of the loss's common level."""
     n = losses.shape[dim]
     if n < 2:

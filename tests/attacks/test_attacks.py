@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from benchmark.attacks import FGSM, PGD, AutoAttack
-from benchmark.predictive import Predictor
 from benchmark.layers.dropout import MCDropout
+from benchmark.predictive import Predictor
 
 
 def accuracy(predictor, x, y, draws=1):

@@ -11,6 +11,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATASETS
 
 from benchmark.data import (
     BUILTIN_DATASETS,
@@ -20,7 +21,6 @@ from benchmark.data import (
     to_float,
 )
 from benchmark.errors import BenchmarkError
-from conftest import SHARED_DATASETS
 
 SHARED = SHARED_DATASETS
 

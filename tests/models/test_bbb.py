@@ -6,14 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.plugin import Task
-from benchmark.models.bbb import BayesByBackprop
 from benchmark.layers.variational import (
     LocalReparameterization,
     MeanFieldConv2d,
     MeanFieldLinear,
     gaussian_kl,
 )
+from benchmark.models.bbb import BayesByBackprop
+from benchmark.plugin import Task
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.plugin import Task
-from benchmark.models.endp import EnDP, EnsembleELU
 from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
@@ -22,6 +20,8 @@ from benchmark.layers.moments import (
     kl_divergence,
     softmax_moments,
 )
+from benchmark.models.endp import EnDP, EnsembleELU
+from benchmark.plugin import Task
 
 S = 40_000
 # 5% relative on the variance is about 7 standard errors of a Gaussian sample variance at S = 40k

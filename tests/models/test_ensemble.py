@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmark.models.ensemble import DeepEnsemble
 from benchmark.plugin import Task
 from benchmark.predictive import Predictor
 from benchmark.registry import get_plugin_class
-from benchmark.models.ensemble import DeepEnsemble
 
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=60000)
 CIFAR = Task(dataset="cifar10", input_shape=(3, 32, 32), num_classes=10, n_train=50000)

@@ -11,11 +11,11 @@ from torch import nn
 
 from benchmark.attacks import PGD
 from benchmark.bounds import certified, input_box, propagate
+from benchmark.layers.variational import LocalReparameterization, kl_divergence
+from benchmark.models.ibp_bnn import IBPBNN, robust_nll
 from benchmark.plugin import Task, TrainConfig
 from benchmark.predictive import Predictor
 from benchmark.training import train
-from benchmark.models.ibp_bnn import IBPBNN, robust_nll
-from benchmark.layers.variational import LocalReparameterization, kl_divergence
 
 MNIST = Task("mnist", (1, 28, 28), 10, 1000, "quick")
 CIFAR = Task("cifar10", (3, 32, 32), 10, 1000, "quick")

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.plugin import Task
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.kap import KAP, KAP2D, KernelAveragePool, channel_grid
+from benchmark.plugin import Task
 
 SMALL = Task("mnist", (1, 28, 28), 10, n_train=100)
 CIFAR = Task("cifar10", (3, 32, 32), 10, n_train=100)

@@ -7,9 +7,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmark.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.models.laplace_approx import LaplacePlugin, LastLayerLaplace, fit_last_layer_laplace
 from benchmark.plugin import Task
 from benchmark.registry import get_plugin_class
-from benchmark.models.laplace_approx import LaplacePlugin, LastLayerLaplace, fit_last_layer_laplace
 
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=96)
 

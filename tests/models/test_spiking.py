@@ -18,9 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.plugin import Task
-from benchmark.models.snn import SNN
-from benchmark.models.snn_noise import SNNNoise
 from benchmark.layers.spiking import (
     SURROGATE_SLOPE,
     MembraneNoise,
@@ -33,6 +30,9 @@ from benchmark.layers.spiking import (
     spike,
     surrogate_derivative,
 )
+from benchmark.models.snn import SNN
+from benchmark.models.snn_noise import SNNNoise
+from benchmark.plugin import Task
 
 SMALL = Task("mnist", (1, 28, 28), 10, n_train=100)
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.layers.variational import LocalReparameterization, MeanFieldConv2d
+from benchmark.models.stf_bnn import STFBNN, FirstLayerPosterior, first_layer
 from benchmark.plugin import Task
 from benchmark.training import train
-from benchmark.models.stf_bnn import STFBNN, FirstLayerPosterior, first_layer
-from benchmark.layers.variational import LocalReparameterization, MeanFieldConv2d
 
 
 @pytest.fixture(autouse=True)

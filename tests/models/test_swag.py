@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from benchmark.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.models.swag import SWAG, SWAGNetwork, swag_sample
 from benchmark.plugin import Task, TrainConfig
 from benchmark.registry import get_plugin_class
-from benchmark.models.swag import SWAG, SWAGNetwork, swag_sample
 
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=64)
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.plugin import Task
 from benchmark.layers.variational import kl_divergence
 from benchmark.models.vd import (
     K1,
@@ -16,6 +15,7 @@ from benchmark.models.vd import (
     VariationalDropoutLinear,
     neg_kl_log_uniform,
 )
+from benchmark.plugin import Task
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.plugin import Task
-from benchmark.registry import get_plugin_class
 from benchmark.layers.moments import GaussianLinear, gaussian_likelihood_loss
 from benchmark.models.vdp import VDP, TaylorReLU, UnscentedReLU, VDPUnscented, unscented_moments
+from benchmark.plugin import Task
+from benchmark.registry import get_plugin_class
 
 S = 200_000
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=60000)

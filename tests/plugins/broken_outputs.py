@@ -2,8 +2,8 @@
 
 import torch
 
-from benchmark.registry import register_model
 from benchmark.models.baseline import Baseline
+from benchmark.registry import register_model
 
 
 class _Broken(torch.nn.Module):

@@ -3,10 +3,10 @@
 import torch
 from torch import nn
 
-from benchmark.plugin import ModelPlugin, Task
-from benchmark.registry import register_model
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.baseline import cnn_recipe
+from benchmark.plugin import ModelPlugin, Task
+from benchmark.registry import register_model
 
 
 class SoftmaxOutput(nn.Module):
