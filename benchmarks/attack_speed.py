@@ -1,4 +1,4 @@
-"""Attack speed: the harness's PGD, APGD-CE and AutoAttack against pyautoattack and torchattacks.
+r"""Attack speed: the harness's PGD, APGD-CE and AutoAttack against pyautoattack and torchattacks.
 
 One fixed model (pyautoattack's CIFAR-10 ResNet-18 checkpoint, see ``common.py``), the same images, the
 same device, one process. For each eps it times
@@ -17,7 +17,7 @@ pair, the speed-up (reference seconds / harness seconds) and the robust-accuracy
 That model is not adversarially trained: at eps = 8/255 every attack reaches 0% in its first stage, so
 the default eps list on CUDA also holds 1/255 and 0.5/255, where AutoAttack's later stages do real work.
 
-    OMP_NUM_THREADS=1 python benchmarks/attack_speed.py --device cpu --dataset cifar10-jpeg \\
+    OMP_NUM_THREADS=1 python benchmarks/attack_speed.py --device cpu --dataset cifar10-jpeg \
         --data-dir DATA --n 4 --steps 10 --eps 8
     python benchmarks/attack_speed.py --dataset cifar10 --data-dir DIR    # CUDA: 1000 images, PGD-100
 """
@@ -105,13 +105,16 @@ def run_attack(name: str, model: torch.nn.Module, predictor: Predictor, x: torch
 
 
 def label(name: str, steps: int) -> str:
+    """The method's name in the printed table and the returned rows."""
     return {"pgd": f"harness PGD-{steps}", "torchattacks-pgd": f"torchattacks PGD-{steps}",
             "apgd-ce": "harness APGD-CE (DeployedRule)", "pyautoattack-apgd-ce": "pyautoattack APGD-CE",
             "autoattack": "harness AutoAttack standard", "pyautoattack": "pyautoattack standard"}[name]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Time every method in ``--attacks`` at every eps, print the comparison table and return its rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, n_cuda=1000, n_cpu=4, bs_cuda=500, bs_cpu=4)
     add_data_args(parser)
     add_model_args(parser)
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     predictor = Predictor(model, "deterministic", num_classes=10)
     clean = accuracy(model, x, y, args.batch_size)
     print_header("attack_speed: harness attacks against pyautoattack and torchattacks", device, [
-        f"model: {args.model}" + (f" ({args.checkpoint or 'pyautoattack examples/model_test.pt'})" if args.model == "resnet18" else ""),
+        f"model: {args.model}"
+        + (f" ({args.checkpoint or 'pyautoattack examples/model_test.pt'})" if args.model == "resnet18" else ""),
         f"data: {images.label}; batch size {args.batch_size}; float32; clean accuracy {clean:.1%}",
     ])
 
@@ -146,15 +150,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for eps_units in eps_list:
         eps = eps_units / 255
         for name in args.attacks:
-            runs = [timed(lambda name=name, eps=eps: run_attack(name, model, predictor, x, y, eps, steps, args.batch_size,
-                                                                args.seed, device), device) for _ in range(args.repeats)]
+            runs = [timed(lambda name=name, eps=eps: run_attack(name, model, predictor, x, y, eps, steps,
+                                                                args.batch_size, args.seed, device), device)
+                    for _ in range(args.repeats)]
             x_adv, seconds = runs[-1][0], min(r[1] for r in runs)
             if (x_adv - x).abs().max() > eps + 1e-5:
                 console.print(f"[red]warning:[/] {name} left the eps-ball at eps={eps_units}/255")
             results.append({"eps": eps_units, "method": name, "label": label(name, steps), "seconds": seconds,
                             "images_per_s": n / seconds, "robust_acc": accuracy(model, x_adv, y, args.batch_size)})
+            # as it goes: long runs keep what they measured
             console.print(f"  eps {eps_units:g}/255  {label(name, steps)}: {seconds:.3g} s, "
-                          f"robust accuracy {results[-1]['robust_acc']:.1%}")  # as it goes: long runs keep what they measured
+                          f"robust accuracy {results[-1]['robust_acc']:.1%}")
 
     by_key = {(r["eps"], r["method"]): r for r in results}
     rows = []

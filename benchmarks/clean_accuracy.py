@@ -59,14 +59,18 @@ def clean_accuracy(model: str, checkpoint: Path, x: torch.Tensor, y: torch.Tenso
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """Score each model's newest cached checkpoint on the test set, print the table and return its rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="registered plugin names (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("."), help="the --out of the runs that cached the checkpoints")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="the --out of the runs that cached the checkpoints")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--profile", default="quick",
-                        help="the profile the checkpoints were trained under (some plugins build by profile, e.g. snn's T)")
-    parser.add_argument("--samples", type=int, default=None, help="draws S of stochastic models (default: the profile's)")
+                        help="the profile the checkpoints were trained under "
+                             "(some plugins build by profile, e.g. snn's T)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="draws S of stochastic models (default: the profile's)")
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
 

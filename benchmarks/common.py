@@ -39,6 +39,8 @@ RANDOM_DATASET = "random"
 
 
 class BasicBlock(nn.Module):
+    """ResNet-18's residual block (two 3x3 conv + batch norm, a 1x1 projection shortcut when the shape changes)."""
+
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
@@ -49,7 +51,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -117,6 +120,8 @@ def load_model(name: str, device: torch.device, checkpoint: Path | None = None) 
 
 @dataclass
 class Images:
+    """The images a benchmark attacks, their labels, and how to report them."""
+
     x: torch.Tensor  # float in [0, 1], contiguous NCHW, on the device
     y: torch.Tensor
     label: str  # what the figures were measured on, as it must be reported
@@ -135,7 +140,8 @@ def load_images(dataset: str, data_dir: str | None, n: int, device: torch.device
             x, y = torch.from_numpy(arrays["x_test"][:n]), torch.from_numpy(arrays["y_test"][:n].astype(np.int64))
         if x.shape[-1] == 3:  # NHWC -> NCHW
             x = x.permute(0, 3, 1, 2)
-        return Images(to_float(x.contiguous()).to(device), y.reshape(-1).to(device), f"{path.name} (x_test), first {len(y)} images")
+        return Images(to_float(x.contiguous()).to(device), y.reshape(-1).to(device),
+                      f"{path.name} (x_test), first {len(y)} images")
     data = load_dataset(dataset, data_dir, download=False)
     x, y = data.x_test[:n], data.y_test[:n]
     if len(y) < n:
@@ -150,6 +156,7 @@ def load_images(dataset: str, data_dir: str | None, n: int, device: torch.device
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA only), so that a wall-clock reading covers it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -164,6 +171,7 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float
 
 
 def reset_peak(device: torch.device) -> None:
+    """Start a new peak-memory measurement for :func:`peak_gib` (CUDA only)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -174,12 +182,14 @@ def peak_gib(device: torch.device) -> float | None:
 
 
 def batches(n: int, batch_size: int):
+    """Slices of ``range(n)`` of ``batch_size`` items each, the last one shorter."""
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
 
 
 @torch.no_grad()
-def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+             batch_size: int) -> float:
     """Share of ``x`` whose argmax prediction is ``y``."""
     correct = sum((predict(x[sl]).argmax(-1) == y[sl]).sum().item() for sl in batches(len(y), batch_size))
     return correct / max(1, len(y))
@@ -189,6 +199,8 @@ def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, n_cuda: int, n_cpu: int, bs_cuda: int, bs_cpu: int) -> None:
+    """``--device``, ``--n``, ``--batch-size`` and ``--seed``, with the size defaults per device that
+    :func:`resolve` fills in."""
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--n", type=int, default=None, help=f"images (default: {n_cuda} on CUDA, {n_cpu} on CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help=f"(default: {bs_cuda} on CUDA, {bs_cpu} on CPU)")
@@ -197,6 +209,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, n_cuda: int, n_cpu: int,
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """``--dataset`` and ``--data-dir``, read by :func:`load_images`."""
     parser.add_argument("--dataset", default="cifar10",
                         help="a name benchmark.data.load_dataset knows (cifar10, or a manifest data set such as "
                              "cifar10-jpeg under --data-dir), npz:PATH (x_test/y_test of one npz file), or 'random' "
@@ -205,6 +218,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--checkpoint``, read by :func:`load_model`."""
     parser.add_argument("--model", default="resnet18", choices=["resnet18", "tiny"],
                         help="resnet18: pyautoattack's CIFAR-10 checkpoint; tiny: random small CNN (plumbing tests)")
     parser.add_argument("--checkpoint", type=Path, default=None,
@@ -238,14 +252,17 @@ def _cpu_name() -> str:
 
 
 def hardware(device: torch.device) -> str:
+    """The device, and the torch (and CUDA) version, as the header of every benchmark reports them."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, CUDA {torch.version.cuda}"
+        return (f"{props.name} ({props.total_memory / 2**30:.0f} GiB), "
+                f"torch {torch.__version__}, CUDA {torch.version.cuda}")
     return (f"CPU {_cpu_name()}, {os.cpu_count()} cores, "
             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
 
 def print_header(title: str, device: torch.device, lines: Sequence[str] = ()) -> None:
+    """Print the benchmark's title, the hardware and then ``lines`` (model, data, settings)."""
     console.print(f"[bold]{title}[/]")
     console.print(f"hardware: {hardware(device)}")
     for line in lines:
@@ -253,6 +270,7 @@ def print_header(title: str, device: torch.device, lines: Sequence[str] = ()) ->
 
 
 def fmt(value, spec: str = ".3g") -> str:
+    """A table cell: ``-`` for None, strings as they are, integers with thousands separators, else ``spec``."""
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -263,6 +281,7 @@ def fmt(value, spec: str = ".3g") -> str:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """Print ``rows`` as a rich table, the first column left-aligned, the others right-aligned, cells by :func:`fmt`."""
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")

@@ -54,7 +54,9 @@ from benchmark.registry import create_model
 NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
 
 
-def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, device: torch.device) -> tuple[nn.Module, str]:
+def build_network(kind: str, plugin_name: str, checkpoint, dropout: float,
+                  device: torch.device) -> tuple[nn.Module, str]:
+    """The ``--network`` to attack, in eval mode on ``device``, and a line saying what it is."""
     if kind == "plugin":
         plugin = create_model(plugin_name)
         if plugin.predictive != "stochastic":
@@ -63,7 +65,8 @@ def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, devic
         network = plugin.build(Task("cifar10", (3, 32, 32), 10, 50000, "standard"))
         if checkpoint:
             load_checkpoint(network, checkpoint)
-        what = f"{plugin_name} plugin network, " + (f"weights {checkpoint}" if checkpoint else "random weights (accuracies mean nothing)")
+        what = f"{plugin_name} plugin network, " + (f"weights {checkpoint}" if checkpoint
+                                                    else "random weights (accuracies mean nothing)")
     elif kind == "resnet18-dropout":
         network = ResNet18()
         network.load_state_dict(read_state(checkpoint or reference_checkpoint()), strict=True)
@@ -91,7 +94,8 @@ def apgd_iterations(iters: int):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.n_iter = iters
-            self.n_iter_2, self.n_iter_min, self.size_decr = max(int(0.22 * iters), 1), max(int(0.06 * iters), 1), max(int(0.03 * iters), 1)
+            self.n_iter_2, self.n_iter_min, self.size_decr = (max(int(0.22 * iters), 1), max(int(0.06 * iters), 1),
+                                                              max(int(0.03 * iters), 1))
 
     apgd_module.APGDAttack = Shortened
     try:
@@ -101,6 +105,7 @@ def apgd_iterations(iters: int):
 
 
 def harness_eot(predictor: Predictor, x, y, eps, draws, batch_size, seed) -> torch.Tensor:
+    """The harness's AutoAttack with ``draws`` EOT draws per step, batch by batch as the evaluator calls it."""
     attack = AutoAttack(seed=seed)
     out = []
     for b, sl in enumerate(batches(len(y), batch_size)):
@@ -110,33 +115,41 @@ def harness_eot(predictor: Predictor, x, y, eps, draws, batch_size, seed) -> tor
 
 
 def pyautoattack_rand(network: nn.Module, x, y, eps, draws, iters, batch_size, seed, device) -> torch.Tensor:
+    """The reference: pyautoattack's ``rand`` version on the bare network, ``eot_iter = draws``."""
     aa = PyAutoAttack(network, version="rand", eps=eps, norm="Linf", seed=seed, device=device)
     aa.verbose = False
     aa.apgd.eot_iter = draws
     if iters != 100:
         aa.apgd.n_iter = iters
-        aa.apgd.n_iter_2, aa.apgd.n_iter_min, aa.apgd.size_decr = max(int(0.22 * iters), 1), max(int(0.06 * iters), 1), max(int(0.03 * iters), 1)
+        aa.apgd.n_iter_2, aa.apgd.n_iter_min, aa.apgd.size_decr = (max(int(0.22 * iters), 1),
+                                                                   max(int(0.06 * iters), 1), max(int(0.03 * iters), 1))
     torch.manual_seed(seed)
     return aa.run_standard_evaluation(x.contiguous(), y, batch_size=batch_size)[0]
 
 
 @torch.no_grad()
 def deployed_accuracy(predictor: Predictor, x, y, samples, batch_size, seed) -> float:
+    """Accuracy of the deployed rule (mean softmax of ``samples`` draws) on ``x``, the same draws for every call."""
     torch.manual_seed(seed + 12345)  # the same fresh draws for every method's points
-    correct = sum((predictor.probs(x[sl], samples).argmax(1) == y[sl]).sum().item() for sl in batches(len(y), batch_size))
+    correct = sum((predictor.probs(x[sl], samples).argmax(1) == y[sl]).sum().item()
+                  for sl in batches(len(y), batch_size))
     return correct / len(y)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Time the harness's EOT AutoAttack against pyautoattack ``rand``, print the table and return its rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, n_cuda=1000, n_cpu=4, bs_cuda=500, bs_cpu=4)
     add_data_args(parser)
     parser.add_argument("--network", default="plugin", choices=NETWORKS)
     parser.add_argument("--plugin", default="mc-dropout", help="a registered stochastic plugin (with --network plugin)")
     parser.add_argument("--checkpoint", default=None, help="trained weights for the network (state dict)")
-    parser.add_argument("--dropout", type=float, default=0.055, help="dropout rate of the *-dropout networks (0.055: the plugin's CIFAR rate)")
+    parser.add_argument("--dropout", type=float, default=0.055,
+                        help="dropout rate of the *-dropout networks (0.055: the plugin's CIFAR rate)")
     parser.add_argument("--eot", type=int, default=None, help="K, EOT draws per step (default: 20 on CUDA, 4 on CPU)")
-    parser.add_argument("--samples", type=int, default=None, help="S, draws of the final evaluation (default: 32 on CUDA, 4 on CPU)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="S, draws of the final evaluation (default: 32 on CUDA, 4 on CPU)")
     parser.add_argument("--iters", type=int, default=None, help="APGD iterations (default: 100 on CUDA, 5 on CPU)")
     parser.add_argument("--eps", type=float, default=8.0, help="budget in units of 1/255")
     parser.add_argument("--max-batch", type=int, default=4096, help="Predictor.max_batch: images per network call")
@@ -156,7 +169,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     clean = deployed_accuracy(predictor, x, y, samples, bs, args.seed)
     print_header("eot_speed: harness EOT against pyautoattack rand", device, [
         f"network: {what}", f"data: {images.label}; batch size {bs}; max_batch {args.max_batch}",
-        f"K = {draws} EOT draws, APGD {iters} iterations, eps {args.eps:g}/255, S = {samples}; clean accuracy {clean:.1%}",
+        f"K = {draws} EOT draws, APGD {iters} iterations, eps {args.eps:g}/255, S = {samples}; "
+        f"clean accuracy {clean:.1%}",
     ])
 
     with apgd_iterations(iters):

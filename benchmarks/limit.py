@@ -62,7 +62,8 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, i
     return timed(loop, device)[1]
 
 
-def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, batch_size: int) -> None:
+def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+              batch_size: int) -> None:
     """Madry PGD at its barest: random start, ``steps`` signed-gradient steps, no bookkeeping."""
     alpha = 2.5 * eps / steps
     for sl in batches(len(y), batch_size):
@@ -75,12 +76,16 @@ def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Time the bare floor, a plain PGD loop and the harness's PGD, print each as a fraction of the floor and
+    return the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, n_cuda=1000, n_cpu=8, bs_cuda=500, bs_cpu=4)
     add_data_args(parser)
     add_model_args(parser)
     parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: 100 on CUDA, 3 on CPU)")
-    parser.add_argument("--iters", type=int, default=None, help="timed forward+backward passes (default: 50 on CUDA, 5 on CPU)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="timed forward+backward passes (default: 50 on CUDA, 5 on CPU)")
     parser.add_argument("--eps", type=float, default=8.0, help="PGD budget in units of 1/255")
     parser.add_argument("--repeats", type=int, default=3, help="each measurement is the fastest of this many runs")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
@@ -122,9 +127,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     plain_pgd(model, xb, yb, eps, 1, bs)  # warm-up
     seconds = min(timed(lambda: plain_pgd(model, x, y, eps, steps, bs), device)[1] for _ in range(args.repeats))
-    results.append({"method": f"plain PGD-{steps} loop (fp32)", "variant": "fp32", "seconds": seconds, "grads": n * steps})
+    results.append({"method": f"plain PGD-{steps} loop (fp32)", "variant": "fp32", "seconds": seconds,
+                    "grads": n * steps})
     seconds = min(timed(harness_pgd, device)[1] for _ in range(args.repeats))
-    results.append({"method": f"harness PGD-{steps} (fp32)", "variant": "fp32", "seconds": seconds, "grads": n * (steps + 1)})
+    results.append({"method": f"harness PGD-{steps} (fp32)", "variant": "fp32", "seconds": seconds,
+                    "grads": n * (steps + 1)})
 
     floor = results[0]["grads"] / results[0]["seconds"]
     rows = []
@@ -133,11 +140,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         r["fraction_of_floor"] = r["throughput"] / floor
         note = "headroom (not the harness's precision/format)" if r["variant"] != "fp32" else ""
         rows.append([r["method"], r["grads"], r["seconds"], r["throughput"], f"{r['fraction_of_floor']:.1%}", note])
-    print_table(f"images x gradients per second, batch {bs}, fastest of {args.repeats} runs", ["method", "image-grads", "seconds", "image-grads/s",
-                                                              "of fp32 floor", "note"], rows)
+    print_table(f"images x gradients per second, batch {bs}, fastest of {args.repeats} runs",
+                ["method", "image-grads", "seconds", "image-grads/s", "of fp32 floor", "note"], rows)
     harness = results[-1]
-    console.print(f"harness PGD-{steps} reaches {harness['fraction_of_floor']:.1%} of the bare fp32 forward+backward throughput "
-          f"(target on the H100: >= 90%); PGD-{steps} counts {steps + 1} gradients per image (the last scores the final point)")
+    console.print(f"harness PGD-{steps} reaches {harness['fraction_of_floor']:.1%} of the bare fp32 forward+backward "
+                  f"throughput (target on the H100: >= 90%); PGD-{steps} counts {steps + 1} gradients per image "
+                  f"(the last scores the final point)")
     return results
 
 

@@ -48,6 +48,7 @@ from benchmark.registry import create_model
 
 
 def build(name: str, task: Task, device: torch.device) -> tuple[Predictor, torch.nn.Module]:
+    """The registered plugin's network with random weights (seed 0), in eval mode, and its ``Predictor``."""
     plugin = create_model(name)
     torch.manual_seed(0)
     network = plugin.build(task).to(device).eval()
@@ -56,8 +57,11 @@ def build(name: str, task: Task, device: torch.device) -> tuple[Predictor, torch
 
 def evaluation_point(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, n: int, samples: int, eot: int,
                      batch_size: int, steps: int, reevals: int, eps: float, device: torch.device, seed: int) -> dict:
+    """Seconds and peak GiB of the ``Evaluator``'s clean and pgd conditions at one point of the sweep (seconds
+    ``"OOM"`` where it ran out of memory), by condition name."""
     plan = attack_plan(pgd_steps=steps, pgd_restarts=1, square_queries=5000, autoattack=True)
-    profile = get_profile("standard", n_test=n, samples=samples, eot=eot, batch_size=batch_size, attacks=plan, reevals=reevals)
+    profile = get_profile("standard", n_test=n, samples=samples, eot=eot, batch_size=batch_size, attacks=plan,
+                          reevals=reevals)
     evaluator = Evaluator(predictor, x[:n], y[:n], profile, eps, device, seed)
     out = {}
     for condition in (Condition("clean"), Condition("pgd", eps)):
@@ -72,6 +76,7 @@ def evaluation_point(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, n: 
 
 
 def sweep_points(base: dict, lists: dict) -> list[tuple[str, dict]]:
+    """The base point, then each value of each list with the other settings at the base: (what varied, point)."""
     points = [("base", dict(base))]
     for key, values in lists.items():
         for v in values:
@@ -82,6 +87,8 @@ def sweep_points(base: dict, lists: dict) -> list[tuple[str, dict]]:
 
 def forward_costs(names: list[str], task: Task, x: torch.Tensor, y: torch.Tensor, samples: int, eot: int,
                   iters: int, device: torch.device) -> list[dict]:
+    """Part 2: seconds of the deployed forward pass and of one input gradient per plugin, and each as a multiple
+    of the baseline's."""
     results = []
     for name in names:
         predictor, network = build(name, task, device)
@@ -90,7 +97,8 @@ def forward_costs(names: list[str], task: Task, x: torch.Tensor, y: torch.Tensor
         predictor.probs(x, draws_fwd), input_gradient(predictor, x, y, draws_grad)  # warm-up
         reset_peak(device)
         fwd = timed(lambda p=predictor, d=draws_fwd: [p.probs(x, d) for _ in range(iters)], device)[1] / iters
-        grad = timed(lambda p=predictor, d=draws_grad: [input_gradient(p, x, y, d) for _ in range(iters)], device)[1] / iters
+        grad = timed(lambda p=predictor, d=draws_grad: [input_gradient(p, x, y, d) for _ in range(iters)],
+                     device)[1] / iters
         params = sum(p.numel() for p in network.parameters())
         results.append({"plugin": name, "kind": predictor.kind, "draws_fwd": draws_fwd, "draws_grad": draws_grad,
                         "forward_s": fwd, "gradient_s": grad, "peak_gib": peak_gib(device), "params": params})
@@ -102,7 +110,9 @@ def forward_costs(names: list[str], task: Task, x: torch.Tensor, y: torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Run the sweep (part 1) and the plugin costs (part 2), print both tables and return their rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, n_cuda=1000, n_cpu=4, bs_cuda=250, bs_cpu=4)
     add_data_args(parser)
     parser.set_defaults(dataset="random")
@@ -112,18 +122,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: 10 on CUDA, 1 on CPU)")
     parser.add_argument("--reevals", type=int, default=None, help="R (default: 5 on CUDA, 1 on CPU)")
     parser.add_argument("--eps", type=float, default=8.0, help="budget in units of 1/255")
-    parser.add_argument("--n-list", type=int, nargs="*", default=None, help="n values to sweep (default: 250 1000 4000 on CUDA, 8 on CPU)")
-    parser.add_argument("--samples-list", type=int, nargs="*", default=None, help="S values (default: 8 32 128 on CUDA, 4 on CPU)")
-    parser.add_argument("--eot-list", type=int, nargs="*", default=None, help="K values (default: 5 20 80 on CUDA, 4 on CPU)")
-    parser.add_argument("--batch-list", type=int, nargs="*", default=None, help="batch sizes (default: 100 250 1000 on CUDA, 2 on CPU)")
+    parser.add_argument("--n-list", type=int, nargs="*", default=None,
+                        help="n values to sweep (default: 250 1000 4000 on CUDA, 8 on CPU)")
+    parser.add_argument("--samples-list", type=int, nargs="*", default=None,
+                        help="S values (default: 8 32 128 on CUDA, 4 on CPU)")
+    parser.add_argument("--eot-list", type=int, nargs="*", default=None,
+                        help="K values (default: 5 20 80 on CUDA, 4 on CPU)")
+    parser.add_argument("--batch-list", type=int, nargs="*", default=None,
+                        help="batch sizes (default: 100 250 1000 on CUDA, 2 on CPU)")
     parser.add_argument("--moment-plugins", nargs="*", default=["baseline", "mc-dropout", "endp", "vdp"],
                         help="plugins of part 2 (the baseline is the reference)")
-    parser.add_argument("--iters", type=int, default=None, help="timed passes per plugin in part 2 (default: 20 on CUDA, 2 on CPU)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="timed passes per plugin in part 2 (default: 20 on CUDA, 2 on CPU)")
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args(argv)
     device = resolve(args)
     cuda = device.type == "cuda"
-    pick = lambda value, on_cuda, on_cpu: value if value is not None else (on_cuda if cuda else on_cpu)
+
+    def pick(value, on_cuda, on_cpu):
+        return value if value is not None else (on_cuda if cuda else on_cpu)
+
     base = {"n": args.n, "samples": pick(args.samples, 32, 2), "eot": pick(args.eot, 20, 2), "batch": args.batch_size}
     lists = {"n": pick(args.n_list, [250, 1000, 4000], [8]), "samples": pick(args.samples_list, [8, 32, 128], [4]),
              "eot": pick(args.eot_list, [5, 20, 80], [4]), "batch": pick(args.batch_list, [100, 250, 1000], [2])}
@@ -135,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     task = Task("cifar10", (3, 32, 32), 10, 50000, "standard")
     print_header("scaling: evaluation time and peak memory; moment plugins against the baseline", device, [
         f"data: {images.label}; networks with random weights (timings only)",
-        f"part 1: Evaluator on {args.plugin}, conditions clean and pgd (PGD-{steps}, R={reevals}, eps {args.eps:g}/255)",
+        f"part 1: Evaluator on {args.plugin}, conditions clean and pgd "
+        f"(PGD-{steps}, R={reevals}, eps {args.eps:g}/255)",
     ])
     out: dict = {"sweep": [], "plugins": []}
     if not args.skip_sweep:
@@ -155,13 +174,15 @@ def main(argv: list[str] | None = None) -> dict:
                          record["clean_peak_gib"], pgd_s, point["n"] / pgd_s if isinstance(pgd_s, float) else "-",
                          record["pgd_peak_gib"]])
         print_table("part 1: Evaluator time and peak GPU memory (GiB; '-' on CPU)",
-                    ["varied", "n", "S", "K", "batch", "clean s", "clean GiB", "pgd s", "pgd images/s", "pgd GiB"], rows)
+                    ["varied", "n", "S", "K", "batch", "clean s", "clean GiB", "pgd s", "pgd images/s", "pgd GiB"],
+                    rows)
 
     x, y = images.x[: args.batch_size].to(device), images.y[: args.batch_size].to(device)
     costs = forward_costs(args.moment_plugins, task, x, y, base["samples"], base["eot"], iters, device)
     out["plugins"] = costs
-    print_table(f"part 2: cost per batch of {len(y)} against the baseline (forward: deployed rule with S={base['samples']} "
-                f"draws for stochastic plugins; gradient: K={base['eot']})",
+    print_table(f"part 2: cost per batch of {len(y)} against the baseline "
+                f"(forward: deployed rule with S={base['samples']} draws for stochastic plugins; "
+                f"gradient: K={base['eot']})",
                 ["plugin", "kind", "forward s", "x baseline", "gradient s", "x baseline", "peak GiB", "parameters"],
                 [[r["plugin"], r["kind"], r["forward_s"], f"{r['forward_x_baseline']:.2f}x", r["gradient_s"],
                   f"{r['gradient_x_baseline']:.2f}x", r["peak_gib"], r["params"]] for r in costs])

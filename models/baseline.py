@@ -14,7 +14,8 @@ def cnn_recipe(task: Task) -> TrainConfig:
     """Adam with cosine decay: 2 epochs on the quick profile, 20 (small nets) or 60 (CIFAR) on standard."""
     if task.profile == "quick":
         return TrainConfig(epochs=2, lr=1e-3, min_steps=900)
-    return TrainConfig(epochs=20 if task.is_small_grayscale else 60, lr=1e-3, weight_decay=5e-4 * (not task.is_small_grayscale))
+    return TrainConfig(epochs=20 if task.is_small_grayscale else 60, lr=1e-3,
+                       weight_decay=5e-4 * (not task.is_small_grayscale))
 
 
 @register_model("baseline")

@@ -50,6 +50,8 @@ def variational_recipe(task: Task) -> TrainConfig:
 
 @register_model("bbb")
 class BayesByBackprop(ModelPlugin):
+    """Bayes by Backprop (Blundell et al. 2015): every conv and dense layer mean-field Gaussian, trained on the ELBO."""
+
     predictive = "stochastic"
     summary = "Bayes by Backprop: mean-field Gaussian weights in every layer, local reparameterization, ELBO"
 

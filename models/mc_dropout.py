@@ -21,6 +21,8 @@ from benchmark.registry import register_model
 
 @register_model("mc-dropout")
 class MCDropoutPlugin(ModelPlugin):
+    """MC dropout: the baseline CNN with always-on dropout (Ovadia et al.'s rates), mean softmax over passes."""
+
     predictive = "stochastic"
     summary = "MC dropout (always-on dropout, mean softmax over S passes)"
 

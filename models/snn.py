@@ -31,10 +31,12 @@ HIDDEN_SMALL = 256
 
 
 def time_steps(task: Task) -> int:
+    """Simulation steps T of the spiking network: 4 on the quick profile, 8 on standard."""
     return 4 if task.profile == "quick" else 8
 
 
-def build_spiking_net(task: Task, steps: int, noise_sigma: float | None = None, likelihood_ratio: bool = False) -> SpikingNetwork:
+def build_spiking_net(task: Task, steps: int, noise_sigma: float | None = None,
+                      likelihood_ratio: bool = False) -> SpikingNetwork:
     """The spiking network for the task's input shape; ``noise_sigma``: initial membrane-noise level of every layer."""
     channels, height, _ = task.input_shape
 
@@ -43,7 +45,8 @@ def build_spiking_net(task: Task, steps: int, noise_sigma: float | None = None, 
 
     if task.is_small_grayscale:
         encoder = Normalize((0.5,) * channels, (0.5,) * channels)
-        body = [nn.Flatten(), SpikingLayer(nn.Linear(channels * height * height, HIDDEN_SMALL), noise=noise(HIDDEN_SMALL))]
+        body = [nn.Flatten(),
+                SpikingLayer(nn.Linear(channels * height * height, HIDDEN_SMALL), noise=noise(HIDDEN_SMALL))]
         readout = Readout(nn.Linear(HIDDEN_SMALL, task.num_classes), noise(task.num_classes))
     else:
         encoder = Normalize((0.4914, 0.4822, 0.4465)[:channels], (0.2470, 0.2435, 0.2616)[:channels])

@@ -70,18 +70,22 @@ class FirstLayerPosterior(nn.Module):
 
 
 def first_layer(network: nn.Module) -> FirstLayerPosterior:
+    """The network's (only) :class:`FirstLayerPosterior`, whose noise the two training phases switch."""
     return next(m for m in network.modules() if isinstance(m, FirstLayerPosterior))
 
 
 @register_model("stf-bnn")
 class STFBNN(ModelPlugin):
+    """STF-BNN (Lei et al. 2021): a trained deterministic CNN whose first layer is then fitted by SVI."""
+
     predictive = "stochastic"
     summary = "STF-BNN: deterministic net, then SVI on a mean-field first layer with the rest frozen"
 
     def build(self, task: Task) -> nn.Module:
         network = make_cnn(task)
         first = next(m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-        return swap_layers(network, lambda m: FirstLayerPosterior(mean_field(m, prior_std=PRIOR_STD, rho_init=RHO_INIT))
+        return swap_layers(network,
+                           lambda m: FirstLayerPosterior(mean_field(m, prior_std=PRIOR_STD, rho_init=RHO_INIT))
                            if m is first else None)
 
     def train_config(self, task: Task) -> TrainConfig:
@@ -117,11 +121,13 @@ class STFBNN(ModelPlugin):
                         xb, yb = to_float(x[idx].to(device)), y[idx].to(device)
                         loss = elbo_loss(network, network(xb), yb, task.n_train)
                         if not torch.isfinite(loss):
-                            raise BenchmarkError(f"SVI phase of {self.name} diverged at epoch {epoch + 1}, step {i + 1}")
+                            raise BenchmarkError(f"SVI phase of {self.name} diverged at epoch {epoch + 1}, "
+                                                 f"step {i + 1}")
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         optimizer.step()
-                        bar.update(job, advance=1, description=f"SVI {self.name} epoch {epoch + 1}/{epochs} loss {loss.item():.4f}")
+                        bar.update(job, advance=1,
+                                   description=f"SVI {self.name} epoch {epoch + 1}/{epochs} loss {loss.item():.4f}")
         finally:
             for p in frozen:
                 p.requires_grad_(True)

@@ -80,7 +80,8 @@ class SWAGNetwork(nn.Module):
         self._param_names = [name for name, _ in base.named_parameters()]
         self._param_shapes = [p.shape for p in base.parameters()]
         self._stat_names = [f"{name}.{stat}" for name, m in base.named_modules()
-                            if isinstance(m, nn.modules.batchnorm._BatchNorm) for stat in ("running_mean", "running_var")]
+                            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                            for stat in ("running_mean", "running_var")]
         stats = dict(base.named_buffers())
         self._stat_shapes = [stats[name].shape for name in self._stat_names]
         n_params = sum(p.numel() for p in base.parameters())
@@ -117,7 +118,7 @@ class SWAGNetwork(nn.Module):
         """Copy θ into the base network's parameters (copies: a view would share memory with θ, which
         the safetensors checkpoint refuses)."""
         sizes = [math.prod(shape) for shape in self._param_shapes]
-        for param, chunk in zip(self.base.parameters(), torch.split(theta, sizes)):
+        for param, chunk in zip(self.base.parameters(), torch.split(theta, sizes), strict=True):
             param.copy_(chunk.view_as(param))
 
     def _stat_tensors(self) -> list[Tensor]:
@@ -140,7 +141,7 @@ class SWAGNetwork(nn.Module):
         for i in range(0, x.shape[0], batch_size):
             if x[i:i + batch_size].shape[0] > 1:  # batch norm needs two values per channel
                 self.base(to_float(x[i:i + batch_size].to(device)))
-        for m, momentum in zip(norms, momenta):
+        for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         self.base.train(was_training)
 
@@ -161,8 +162,8 @@ class SWAGNetwork(nn.Module):
     def _sample_state(self, s: int) -> dict[str, Tensor]:
         params = torch.split(self.sample_params[s], [math.prod(shape) for shape in self._param_shapes])
         stats = torch.split(self.sample_stats[s], [math.prod(shape) for shape in self._stat_shapes])
-        state = {n: t.view(shape) for n, t, shape in zip(self._param_names, params, self._param_shapes)}
-        state.update({n: t.view(shape) for n, t, shape in zip(self._stat_names, stats, self._stat_shapes)})
+        state = {n: t.view(shape) for n, t, shape in zip(self._param_names, params, self._param_shapes, strict=True)}
+        state.update({n: t.view(shape) for n, t, shape in zip(self._stat_names, stats, self._stat_shapes, strict=True)})
         return state
 
     def forward(self, x: Tensor) -> Tensor:

@@ -104,6 +104,8 @@ class _DropoutWeights(LocalReparameterization):
 
 
 class VariationalDropoutLinear(DenseGeometry, _DropoutWeights):
+    """A dense layer with per-weight variational dropout: weights N(θ, σ²), initialised like ``nn.Linear``."""
+
     def __init__(self, in_features: int, out_features: int, log_sigma2_init: float = LOG_SIGMA2_INIT):
         super().__init__(nn.Linear(in_features, out_features), log_sigma2_init)
         self.in_features, self.out_features = in_features, out_features
@@ -113,6 +115,8 @@ class VariationalDropoutLinear(DenseGeometry, _DropoutWeights):
 
 
 class VariationalDropoutConv2d(ConvGeometry, _DropoutWeights):
+    """A conv layer with per-weight variational dropout: weights N(θ, σ²), initialised like ``nn.Conv2d``."""
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  log_sigma2_init: float = LOG_SIGMA2_INIT):
         super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), log_sigma2_init)
@@ -136,6 +140,8 @@ def variational_dropout(layer: nn.Module) -> nn.Module | None:
 
 @register_model("vd")
 class VariationalDropout(ModelPlugin):
+    """Variational dropout (Molchanov et al. 2017): every conv and dense layer with learned per-weight rates."""
+
     predictive = "stochastic"
     summary = "variational dropout: learned per-weight Gaussian dropout rates, log-uniform prior (sparse-VD KL)"
 

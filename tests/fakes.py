@@ -31,7 +31,8 @@ def make_run(run_dir: Path, model: str, dataset: str, attacks: tuple[str, ...], 
 
     gen = torch.Generator().manual_seed(0)
     probs = (4 * torch.randn(400, 10, generator=gen)).softmax(dim=1)
-    y = torch.where(torch.rand(400, generator=gen) < 0.8, probs.argmax(dim=1), torch.randint(0, 10, (400,), generator=gen))
+    y = torch.where(torch.rand(400, generator=gen) < 0.8, probs.argmax(dim=1),
+                    torch.randint(0, 10, (400,), generator=gen))
     reliability_table(probs, y).to_csv(run_dir / "reliability.csv", index=False)
 
     config = {
@@ -52,7 +53,8 @@ def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: flo
     run_id = f"{dataset}-{abs(hash(model)) % 10**8}-quick"
     run_dir = make_run(Path(out) / "runs" / run_id, model, dataset, ("fgsm", "pgd"), eps=0.1)
     row = {column: 0.5 for column in SCHEMA + EXTRA}
-    row.update(model=model, dataset=dataset, profile="quick", threat="Linf", predictive="deterministic", attacks="fgsm+pgd",
-               flags="", device="cpu", version="0.1.0", date="2025-01-01T00:00:00+00:00", robust_acc=robust, run_id=run_id)
+    row.update(model=model, dataset=dataset, profile="quick", threat="Linf", predictive="deterministic",
+               attacks="fgsm+pgd", flags="", device="cpu", version="0.1.0", date="2025-01-01T00:00:00+00:00",
+               robust_acc=robust, run_id=run_id)
     (run_dir / "summary.json").write_text(json.dumps(row))
     return run_dir

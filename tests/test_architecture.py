@@ -72,7 +72,8 @@ def test_a_models_folder_in_the_working_directory_does_not_shadow_the_plugins(tm
 def test_a_checkout_that_is_not_installed_still_finds_its_plugins(tmp_path):
     """The checkout maps models/ to benchmark.models itself when setuptools' package-dir is not in play."""
     code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__name__.lower() "
-            "and 'editable' not in getattr(f, '__name__', '').lower()]; import benchmark.models.baseline as b; print(b.__file__)")
+            "and 'editable' not in getattr(f, '__name__', '').lower()]; "
+            "import benchmark.models.baseline as b; print(b.__file__)")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr

@@ -47,7 +47,8 @@ def ball_samples(x: torch.Tensor, eps: float, n: int) -> torch.Tensor:
     return (x.unsqueeze(0) + delta).clamp(0, 1)
 
 
-def optimised_extremes(net: nn.Module, x: torch.Tensor, eps: float, steps: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
+def optimised_extremes(net: nn.Module, x: torch.Tensor, eps: float,
+                       steps: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
     """Per logit, the smallest and largest value found by signed-gradient descent/ascent inside the box:
     a strong search for inputs that would break the bounds (random samples rarely reach the extremes)."""
     lower, upper = input_box(x, eps)
@@ -122,8 +123,10 @@ def test_conv_bounds_are_attained():
         probe = centre.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(layer(probe)[(0, *unit)], probe)
         with torch.no_grad():
-            assert layer(centre + grad.sign() * radius)[(0, *unit)].item() == pytest.approx(high[(0, *unit)].item(), abs=1e-12)
-            assert layer(centre - grad.sign() * radius)[(0, *unit)].item() == pytest.approx(low[(0, *unit)].item(), abs=1e-12)
+            assert (layer(centre + grad.sign() * radius)[(0, *unit)].item()
+                    == pytest.approx(high[(0, *unit)].item(), abs=1e-12))
+            assert (layer(centre - grad.sign() * radius)[(0, *unit)].item()
+                    == pytest.approx(low[(0, *unit)].item(), abs=1e-12))
 
 
 def test_monotone_layers_map_the_ends_exactly():

@@ -88,8 +88,9 @@ def test_run_options(stop_before_training, tmp_path_factory, hostile, flags):
 
 @settings(max_examples=60, deadline=None)
 @given(argv=st.lists(st.one_of(st.sampled_from(["list", "leaderboard", "report", "validate-plugin", "run", "--out",
-                                                "--dataset", "--model", "--profile", "--data-dir", "--help", GOOD_PLUGIN,
-                                                f"{GOOD_PLUGIN}:good", "baseline", "mnist"]), NASTY, TEXT), max_size=6))
+                                                "--dataset", "--model", "--profile", "--data-dir", "--help",
+                                                GOOD_PLUGIN, f"{GOOD_PLUGIN}:good", "baseline", "mnist"]),
+                               NASTY, TEXT), max_size=6))
 def test_any_argument_list(argv):
     if "run" in argv:  # keep `run` to the options test above, which stops before training
         argv = [a for a in argv if a != "run"]

@@ -86,7 +86,8 @@ def test_a_broken_plugin_fails_conditions_by_name_and_the_run_goes_on(tmp_path, 
     err = capsys.readouterr().err
     assert f"plugin '{model}' failed in condition pgd-0.3" in " ".join(err.split())
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    assert set(metrics[metrics.metric == "failed"].condition) == {c.rsplit("-", 1)[0] if c[-1].isdigit() else c for c in failures}
+    assert (set(metrics[metrics.metric == "failed"].condition)
+            == {c.rsplit("-", 1)[0] if c[-1].isdigit() else c for c in failures})
     report = (tmp_path / "leaderboards" / "reports" / "mnist-5k" / model / "report.md").read_text()
     assert "## Failed conditions" in report and "pgd-0.3" in report
     # resuming reuses the recorded failures instead of running the conditions again
@@ -113,7 +114,8 @@ def test_read_only_run_store_is_one_clear_error_and_keeps_finished_conditions(tm
     runs = store.RunStore(tmp_path / "run")
     runs.save_condition("clean", [{"condition": "clean", "param": None, "metric": "accuracy", "value": 0.9}],
                         {"correct": np.ones((1, 3), dtype=bool)})
-    monkeypatch.setattr(store, "atomic_write_bytes", lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+    monkeypatch.setattr(store, "atomic_write_bytes",
+                        lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
     with pytest.raises(BenchmarkError, match="Read-only file system.*finished conditions.*are intact"):
         runs.save_condition("pgd-0.3", [], {"correct": np.ones((1, 3), dtype=bool)})
     assert runs.is_done("clean") and not runs.is_done("pgd-0.3")
@@ -125,8 +127,10 @@ def test_concurrent_publishers_never_lose_or_corrupt_a_row(tmp_path):
     script = ("import sys; from fakes import make_finished_run; from benchmark.leaderboard import publish\n"
               "from pathlib import Path\nout, model = Path(sys.argv[1]), sys.argv[2]\n"
               "make_finished_run(out, model)\nfor _ in range(4): publish(out, 'mnist', model)\n")
-    reader = ("import sys, time, pandas as pd; from pathlib import Path\npath = Path(sys.argv[1]) / 'leaderboards' / 'mnist.csv'\n"
-              "end = time.time() + 60\nwhile time.time() < end and not (path.exists() and len(pd.read_csv(path)) == 6):\n"
+    reader = ("import sys, time, pandas as pd; from pathlib import Path\n"
+              "path = Path(sys.argv[1]) / 'leaderboards' / 'mnist.csv'\n"
+              "end = time.time() + 60\n"
+              "while time.time() < end and not (path.exists() and len(pd.read_csv(path)) == 6):\n"
               "    if path.exists(): assert set(pd.read_csv(path).columns) >= {'model', 'robust_acc'}\n")
     env_path = str(Path(__file__).parent)
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), m], cwd=env_path) for m in models]

@@ -97,7 +97,8 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
             return register_model("from-entry-point")(FromEntryPoint)
 
     monkeypatch.setattr(registry, "_discovered", False)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint()] if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [FakeEntryPoint()] if group == registry.ENTRY_POINT_GROUP else [])
     assert "from-entry-point" in registry.list_models()
 
 
@@ -111,7 +112,8 @@ def test_checkpoint_key_follows_shared_model_code(monkeypatch):
     plugin = create_model("endp")
     before = plugin_source_hash(plugin)
     real = inspect.getsource
-    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + "# edited" if obj is benchmark.layers.moments else real(obj))
+    monkeypatch.setattr(inspect, "getsource",
+                        lambda obj: real(obj) + "# edited" if obj is benchmark.layers.moments else real(obj))
     assert plugin_source_hash(plugin) != before
 
 

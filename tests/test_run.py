@@ -34,7 +34,8 @@ def test_mc_dropout_run_writes_every_output(tmp_path):
     assert row["robust_acc_worst"] <= row["robust_acc"] <= row["clean_acc"]
     metrics = metrics_of(tmp_path)
     assert {"clean", "noise", "fgsm", "pgd", "robust", "diagnostics"} <= set(metrics.condition)
-    assert sorted(metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")].param) == [0, 0.05, 0.1, 0.2, 0.3, 0.5]
+    assert (sorted(metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")].param)
+            == [0, 0.05, 0.1, 0.2, 0.3, 0.5])
     report = tmp_path / "leaderboards" / "reports" / "mnist-5k" / "mc-dropout"
     for name in ("report.md", "report.html", "reliability.png", "noise.png", "eps.png"):
         assert (report / name).stat().st_size > 0
@@ -51,7 +52,10 @@ def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
     import numpy as np
 
     (run_dir,) = (tmp_path / "runs").iterdir()
-    load = lambda c: np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+
+    def load(c):
+        return np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+
     at_eps = [p.stem for p in (run_dir / "conditions").glob("*-0.3.npz")]
     assert {"fgsm-0.3", "pgd-0.3", "pgd-long-0.3", "square-0.3"} <= set(at_eps)
     expected = load("clean")
@@ -59,7 +63,8 @@ def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
         expected = expected & load(condition)
     expected = expected.mean()
     metrics = metrics_of(tmp_path)
-    robust = metrics[(metrics.condition == "robust") & (metrics.param == 0.3) & (metrics.metric == "accuracy")].value.item()
+    robust = metrics[(metrics.condition == "robust") & (metrics.param == 0.3)
+                     & (metrics.metric == "accuracy")].value.item()
     assert robust == pytest.approx(expected)
 
 
@@ -86,7 +91,8 @@ def test_interrupted_run_resumes_with_identical_results(tmp_path, monkeypatch):
     done_before = {p.name for p in (next((interrupted / "runs").iterdir()) / "conditions").glob("*.csv")}
     assert len(done_before) == 4
     recomputed = []
-    monkeypatch.setattr(evaluation.Evaluator, "run", lambda self, c, e=None: recomputed.append(c.id) or original(self, c, e))
+    monkeypatch.setattr(evaluation.Evaluator, "run",
+                        lambda self, c, e=None: recomputed.append(c.id) or original(self, c, e))
     run(RunRequest(model="mc-dropout", out=interrupted, **TINY))
     assert not set(recomputed) & {name[:-4] for name in done_before}
 
@@ -126,9 +132,8 @@ def test_a_pickled_cached_checkpoint_is_refused(tmp_path):
     (["report", "--model", "baseline", "--dataset", "mnist"], "no finished run"),
 ])
 def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-c", "from benchmark.cli import main; main()", *args, "--out", str(tmp_path)]
-                            if args[0] != "report" else
-                            [sys.executable, "-c", "from benchmark.cli import main; main()", *args, "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-c", "from benchmark.cli import main; main()", *args,
+                             "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
@@ -138,8 +143,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
 
 def test_cli_run_and_leaderboard_rebuild(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["run", "--model", "baseline", "--dataset", "mnist-5k", "--n-train", "300", "--n-test", "20",
-                                 "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["run", "--model", "baseline", "--dataset", "mnist-5k", "--n-train", "300",
+                                 "--n-test", "20", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "robust accuracy at eps=0.3" in result.output
     (tmp_path / "leaderboards" / "mnist-5k.csv").unlink()
@@ -176,7 +181,10 @@ def test_black_box_rows_are_cumulative_over_the_white_box_attacks(tmp_path):
 
     run(RunRequest(model="mc-dropout", out=tmp_path, **TINY))
     (run_dir,) = (tmp_path / "runs").iterdir()
-    load = lambda c: np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+
+    def load(c):
+        return np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+
     white = load("clean") & load("fgsm-0.3") & load("pgd-0.3") & load("pgd-long-0.3") & load("pgd-eot2x-0.3")
     for name in ("square", "transfer"):
         black = load(f"{name}-0.3")

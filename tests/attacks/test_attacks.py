@@ -29,7 +29,8 @@ def test_attacks_lower_accuracy_and_respect_the_threat_model(trained_mlp, mnist_
 def test_pgd_is_at_least_as_strong_as_fgsm(trained_mlp, mnist_sample):
     _, _, x, y = mnist_sample
     predictor = Predictor(trained_mlp, "deterministic")
-    assert accuracy(predictor, PGD(steps=20)(predictor, x, y, 0.1, 1), y) <= accuracy(predictor, FGSM()(predictor, x, y, 0.1, 1), y)
+    assert (accuracy(predictor, PGD(steps=20)(predictor, x, y, 0.1, 1), y)
+            <= accuracy(predictor, FGSM()(predictor, x, y, 0.1, 1), y))
 
 
 def test_pgd_keeps_a_found_adversarial_point(trained_mlp, mnist_sample):

@@ -34,7 +34,8 @@ def _evaluator(kind="deterministic", profile=None, surrogate=None, likelihood=No
         net = nn.Sequential(nn.Dropout(0.5), net).train()
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
     predictor = Predictor(net, kind, likelihood=likelihood)
-    return Evaluator(predictor, x, y, profile or get_profile("quick"), 0.3, torch.device("cpu"), seed, surrogate=surrogate)
+    return Evaluator(predictor, x, y, profile or get_profile("quick"), 0.3, torch.device("cpu"), seed,
+                     surrogate=surrogate)
 
 
 def test_the_plan_decides_the_attacks_and_their_draws():
@@ -45,7 +46,8 @@ def test_the_plan_decides_the_attacks_and_their_draws():
     assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-likelihood", "square", "transfer"]
     eot = PROFILES["quick"].eot
     assert {name: run.draws for name, run in stochastic.attacks.items()} == {
-        "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-likelihood": 1, "square": eot, "transfer": 1}
+        "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-likelihood": 1, "square": eot,
+        "transfer": 1}
     assert stochastic.attacks["square"].attack.seed == 7  # bound to the run's seed
     assert stochastic.attack_settings()["transfer"]["surrogate"] == "a surrogate"
     assert "autoattack" in _evaluator(profile=get_profile("standard")).attacks
@@ -55,7 +57,8 @@ def test_an_attack_added_to_a_plan_runs_as_a_condition_of_its_own():
     plan = (*attack_plan(pgd_steps=2, pgd_restarts=1, square_queries=5, autoattack=False)[:2],
             PlannedAttack("corner", Corner(), "a test attack"))
     evaluator = _evaluator(profile=get_profile("quick", attacks=plan))
-    assert [c.id for c in evaluator.plan() if c.name not in ("clean", "diagnostics", "noise", MAIN)] == ["fgsm-0.3", "corner-0.3"]
+    assert ([c.id for c in evaluator.plan() if c.name not in ("clean", "diagnostics", "noise", MAIN)]
+            == ["fgsm-0.3", "corner-0.3"])
     assert evaluator.attack_settings()["corner"] == {"seed": 7, "eot_draws": 1, "purpose": "a test attack"}
     finished = {}
     evaluator.load = finished.get

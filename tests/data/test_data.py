@@ -367,7 +367,8 @@ def test_two_manifests_with_one_name(tmp_path):
 def test_shared_datasets(monkeypatch):
     verified = []
     real_verify = manifest._verify_sha256
-    monkeypatch.setattr(manifest, "_verify_sha256", lambda path, *a: verified.append(path.name) or real_verify(path, *a))
+    monkeypatch.setattr(manifest, "_verify_sha256",
+                        lambda path, *a: verified.append(path.name) or real_verify(path, *a))
     assert "cifar10-jpeg" in available_datasets(SHARED)
     mnist = load_dataset("mnist", SHARED, download=False)
     assert mnist.name == "mnist" and mnist.note is None
@@ -386,7 +387,8 @@ def test_official_size_copy_with_wrong_bytes_is_refused(tmp_path, name, file):
     """A file with the official sizes must be the official arrays: one changed pixel is a corrupt file."""
     rng = np.random.default_rng(0)
     np.savez(tmp_path / file, x_train=rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, 60000, dtype=np.uint8), x_test=rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 60000, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
              y_test=rng.integers(0, 10, 10000, dtype=np.uint8))
     with pytest.raises(BenchmarkError, match=f"x_train does not match the official {name}.*corrupt"):
         load_dataset(name, tmp_path, download=False, cache_dir=tmp_path / "cache")

@@ -82,7 +82,7 @@ def test_gaussian_linear_matches_monte_carlo():
 @pytest.mark.parametrize("layer", [GaussianConv2d(2, 3, 3), GaussianLinear(5, 3)])
 def test_plain_tensor_input_means_zero_variance(layer):
     x = torch.randn(2, 2, 5, 5) if isinstance(layer, GaussianConv2d) else torch.randn(2, 5)
-    for a, b in zip(layer(x), layer((x, torch.zeros_like(x)))):
+    for a, b in zip(layer(x), layer((x, torch.zeros_like(x))), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -207,7 +207,7 @@ def test_eval_is_deterministic_and_train_draws_fresh_samples():
     x = torch.rand(4, 1, 28, 28)
     net.eval()
     first, second = net(x), net(x)
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     net.train()
     first, second = net(x), net(x)
     assert not torch.equal(first[1], second[1])

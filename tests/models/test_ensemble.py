@@ -54,7 +54,7 @@ def test_each_member_gets_the_gradient_of_its_own_cross_entropy():
     params = list(net.members[2].parameters())
     joint = torch.autograd.grad(plugin.loss(net, net(x), y, MNIST), params)
     own = torch.autograd.grad(F.cross_entropy(net.members[2](x), y), params)
-    for a, b in zip(joint, own):
+    for a, b in zip(joint, own, strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -28,7 +28,7 @@ def draw_network(network: nn.Module, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     draws = [m.sample_weights() if isinstance(m, LocalReparameterization) else None for m in network]
     layers = []  # built after drawing: creating a layer consumes random numbers
-    for module, draw in zip(network, draws):
+    for module, draw in zip(network, draws, strict=True):
         if draw is not None:
             fixed = module.deterministic()
             with torch.no_grad():
@@ -103,8 +103,10 @@ def test_robust_likelihood_and_kl_by_hand():
     # lambda = 1 is the cross-entropy; at eps = 0 the worst case is the clean logits
     logits = torch.randn(5, 10)
     labels = torch.randint(0, 10, (5,))
-    torch.testing.assert_close(robust_nll(logits, logits + 3, labels, 1.0), F.cross_entropy(logits, labels, reduction="none"))
-    torch.testing.assert_close(robust_nll(logits, logits, labels, 0.25), F.cross_entropy(logits, labels, reduction="none"))
+    torch.testing.assert_close(robust_nll(logits, logits + 3, labels, 1.0),
+                               F.cross_entropy(logits, labels, reduction="none"))
+    torch.testing.assert_close(robust_nll(logits, logits, labels, 0.25),
+                               F.cross_entropy(logits, labels, reduction="none"))
     assert IBPBNN.mixing(CIFAR) == 0.25 and IBPBNN.mixing(MNIST) == 0.5
 
 
@@ -163,8 +165,10 @@ def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
     assert not (certified_draws.all(0) & ~clean_correct).any()  # certified for all draws implies correct
     board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv")
     assert list(board.columns) == SCHEMA + EXTRA and EXTRA[-1] == "certified_acc"
-    assert board.certified_acc.iloc[0] == pytest.approx(row["certified_acc"]) == pytest.approx(acc[np.isclose(acc.index, 0.3)].iloc[0])
-    assert "Certified robustness" in (tmp_path / "leaderboards" / "reports" / "mnist-5k" / "ibp-bnn" / "report.md").read_text()
+    assert (board.certified_acc.iloc[0] == pytest.approx(row["certified_acc"])
+            == pytest.approx(acc[np.isclose(acc.index, 0.3)].iloc[0]))
+    assert "Certified robustness" in (tmp_path / "leaderboards" / "reports" / "mnist-5k" / "ibp-bnn"
+                                      / "report.md").read_text()
 
 
 def test_certify_runs_only_for_plugins_with_bounds_and_checks_them():

@@ -27,7 +27,8 @@ def _grid_mean_by_loops(a, k, rows, cols):
     out = torch.empty_like(a)
     for r in range(rows):
         for c in range(cols):
-            neighbours = [rr * cols + cc for rr in range(r - k // 2, r + k // 2 + 1) for cc in range(c - k // 2, c + k // 2 + 1)
+            neighbours = [rr * cols + cc for rr in range(r - k // 2, r + k // 2 + 1)
+                          for cc in range(c - k // 2, c + k // 2 + 1)
                           if 0 <= rr < rows and 0 <= cc < cols]
             out[:, r * cols + c] = sum(a[:, j] for j in neighbours) / len(neighbours)
     return out

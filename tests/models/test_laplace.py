@@ -55,7 +55,8 @@ def test_class_variances_equal_the_jacobian_sandwich():
     network.posterior_cov.copy_(a @ a.T / n)
     phi = torch.randn(7, 5)
     # laplace-torch's last-layer Jacobian: [φᵀ ⊗ I_C, I_C], weight entries ordered class-major
-    jac = torch.cat([torch.einsum("bh,cd->bcdh", phi, torch.eye(3)).reshape(7, 3, 15), torch.eye(3).expand(7, 3, 3)], -1)
+    jac = torch.cat([torch.einsum("bh,cd->bcdh", phi, torch.eye(3)).reshape(7, 3, 15), torch.eye(3).expand(7, 3, 3)],
+                    -1)
     expected = torch.einsum("bcp,pq,bcq->bc", jac, network.posterior_cov, jac)
     torch.testing.assert_close(network.class_variances(phi), expected, rtol=1e-4, atol=1e-5)
 

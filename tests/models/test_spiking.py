@@ -72,7 +72,8 @@ def test_network_forward_is_the_simulated_recurrence_with_a_time_averaged_readou
     with torch.no_grad():
         hidden.weight.uniform_(0, 1)
     steps, beta = 5, 0.9
-    network = SpikingNetwork(nn.Identity(), [nn.Flatten(), SpikingLayer(hidden, beta=beta)], Readout(readout), steps).eval()
+    network = SpikingNetwork(nn.Identity(), [nn.Flatten(), SpikingLayer(hidden, beta=beta)], Readout(readout),
+                             steps).eval()
     x = torch.rand(2, 1, 2, 2)
     with torch.no_grad():
         out = network(x)
@@ -195,5 +196,5 @@ def test_noise_score_has_the_gradient_of_the_gaussian_log_density(shape):
     sigma = noise.sigma(mean)
     log_density = (-0.5 * ((value - mean) / sigma) ** 2 - sigma.log().expand(shape)).sum()
     expected = torch.autograd.grad(log_density, (mean, noise.rho))
-    for got, want in zip(grads, expected):
+    for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want)

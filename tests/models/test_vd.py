@@ -82,7 +82,8 @@ def test_layer_noise_is_gaussian_dropout_with_the_learned_alpha():
 def test_kl_sums_the_per_weight_terms_and_surrogate_prunes_high_alpha():
     conv = VariationalDropoutConv2d(2, 4, 3, padding=1)
     with torch.no_grad():
-        conv.log_sigma2.copy_(torch.log(conv.weight.square()) + torch.where(torch.rand_like(conv.weight) < 0.5, 5.0, -5.0))
+        conv.log_sigma2.copy_(torch.log(conv.weight.square())
+                              + torch.where(torch.rand_like(conv.weight) < 0.5, 5.0, -5.0))
     torch.testing.assert_close(conv.kl(), -neg_kl_log_uniform(conv.log_alpha).sum())
     det = conv.deterministic()
     pruned = conv.log_alpha > 3

@@ -72,7 +72,7 @@ def test_unscented_relu_uses_every_unit_of_the_example():
     # the layer's n is the number of units per example: a [2, 3] input is two examples of n = 3
     mean, var = torch.randn(2, 3), torch.rand(2, 3)
     expected = unscented_moments(F.relu, mean, var, n=3)
-    for a, b in zip(UnscentedReLU()((mean, var)), expected):
+    for a, b in zip(UnscentedReLU()((mean, var)), expected, strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -12,4 +12,6 @@ class TinyLinear(ModelPlugin):
     summary = "linear classifier for tests"
 
     def build(self, task: Task) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Linear(int(task.input_shape[0] * task.input_shape[1] * task.input_shape[2]), task.num_classes))
+        return nn.Sequential(nn.Flatten(),
+                             nn.Linear(int(task.input_shape[0] * task.input_shape[1] * task.input_shape[2]),
+                                       task.num_classes))
