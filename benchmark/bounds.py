@@ -46,7 +46,8 @@ def input_box(x: Tensor, eps: float) -> Box:
     return (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
 
 
-def affine_box(lower: Tensor, upper: Tensor, weight: Tensor, bias: Tensor | None, module: nn.Module | None = None) -> Box:
+def affine_box(lower: Tensor, upper: Tensor, weight: Tensor, bias: Tensor | None,
+               module: nn.Module | None = None) -> Box:
     """Bounds of ``W x + b`` (dense for a 2-d weight, 2-d convolution for a 4-d weight, with the
     stride, padding, dilation and groups of ``module``) in centre-radius form."""
     weight = weight.to(lower.dtype)

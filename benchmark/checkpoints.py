@@ -17,6 +17,7 @@ from benchmark.store import atomic_write_bytes
 
 
 def save_checkpoint(network: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write the network's tensors as safetensors, atomically, so a crash never leaves half a checkpoint."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,8 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise BenchmarkError(f"{path} is not a valid safetensors checkpoint ({exc}); delete it or pass --retrain") from exc
+            raise BenchmarkError(f"{path} is not a valid safetensors checkpoint ({exc}); "
+                                 f"delete it or pass --retrain") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError for corrupt files
@@ -49,6 +51,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(network: nn.Module, path: Path) -> None:
+    """Load a checkpoint into ``network``; one that does not fit it exactly is refused with a hint to retrain."""
     state = read_state(path)
     try:
         network.load_state_dict(state, strict=True)

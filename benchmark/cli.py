@@ -33,20 +33,29 @@ OutOption = typer.Option(Path("."), "--out", help="Directory holding runs/, chec
 @app.command()
 def run(
     model: str = typer.Option(..., "--model", "-m", help="Registered plugin name, or path/to/file.py:name."),
-    dataset: str = typer.Option("mnist", "--dataset", "-d", help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
-    profile: str | None = typer.Option(None, "--profile", "-p", help="quick or standard [default: standard on GPU, quick on CPU]."),
+    dataset: str = typer.Option("mnist", "--dataset", "-d",
+                                help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
+    profile: str | None = typer.Option(None, "--profile", "-p",
+                                       help="quick or standard [default: standard on GPU, quick on CPU]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Dataset directory (else $BENCHMARK_DATA_DIR, the cache, a download)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir",
+                                         help="Dataset directory (else $BENCHMARK_DATA_DIR, the cache, a download)."),
     seed: int = typer.Option(0, "--seed", help="Seed of training and evaluation."),
     out: Path = OutOption,
     retrain: bool = typer.Option(False, "--retrain", help="Ignore the cached checkpoint and train again."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Evaluate these weights (.safetensors, or a tensors-only .pt) instead of training."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint",
+                                           help="Evaluate these weights (.safetensors, or a tensors-only .pt) "
+                                                "instead of training."),
     eps: float | None = typer.Option(None, "--eps", help="L-inf epsilon in [0, 1] [default: the dataset's]."),
-    n_test: int | None = typer.Option(None, "--n-test", help="Evaluate the first N test images (overrides the profile)."),
+    n_test: int | None = typer.Option(None, "--n-test",
+                                      help="Evaluate the first N test images (overrides the profile)."),
     n_train: int | None = typer.Option(None, "--n-train", help="Train on the first N training images (smoke tests)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the plugin's number of epochs (smoke tests)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 250]; part of the run's identity (attacks run per batch)."),
-    download: bool = typer.Option(True, "--download/--no-download", help="Allow a torchvision download when a dataset is not found."),
+    batch_size: int | None = typer.Option(None, "--batch-size",
+                                          help="Evaluation batch size [default: 250]; part of the run's identity "
+                                               "(attacks run per batch)."),
+    download: bool = typer.Option(True, "--download/--no-download",
+                                  help="Allow a torchvision download when a dataset is not found."),
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report."""
     from benchmark.columns import AFTER_RUN
@@ -70,7 +79,9 @@ def run(
 
 
 @app.command("list")
-def list_cmd(data_dir: Path | None = typer.Option(None, "--data-dir", help="Also list custom datasets found here.")) -> None:
+def list_cmd(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Also list custom datasets found here."),
+) -> None:
     """Show the registered plugins, the datasets and the profiles."""
     from benchmark.data import available_datasets
     from benchmark.profiles import PROFILES
@@ -91,7 +102,8 @@ def list_cmd(data_dir: Path | None = typer.Option(None, "--data-dir", help="Also
 
 @app.command()
 def leaderboard(
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Rebuild one dataset [default: every dataset with runs]."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d",
+                                       help="Rebuild one dataset [default: every dataset with runs]."),
     out: Path = OutOption,
 ) -> None:
     """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs."""
@@ -99,7 +111,8 @@ def leaderboard(
 
     names = [dataset] if dataset else datasets_with_runs(out)
     if not names:
-        raise BenchmarkError(f"no finished runs under {Path(out) / 'runs'}; start one with `benchmark run --model NAME`")
+        raise BenchmarkError(f"no finished runs under {Path(out) / 'runs'}; "
+                             f"start one with `benchmark run --model NAME`")
     for name in names:
         publish(out, name)
         out_console.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
@@ -109,7 +122,8 @@ def leaderboard(
 def report(
     model: str = typer.Option(..., "--model", "-m"),
     dataset: str = typer.Option("mnist", "--dataset", "-d"),
-    profile: str | None = typer.Option(None, "--profile", "-p", help="Which profile's run [default: the latest run]."),
+    profile: str | None = typer.Option(None, "--profile", "-p",
+                                       help="Which profile's run [default: the latest run]."),
     out: Path = OutOption,
 ) -> None:
     """Render the calibration and robustness report of a model's latest run."""
@@ -117,7 +131,8 @@ def report(
     from benchmark.report import write_report
 
     frame = table(out, dataset)
-    rows = frame[(frame.model == model) & ((frame.profile == profile) if profile else True)] if not frame.empty else frame
+    rows = (frame[(frame.model == model) & ((frame.profile == profile) if profile else True)]
+            if not frame.empty else frame)
     if rows.empty:
         raise BenchmarkError(f"no finished run of {model!r} on {dataset!r} under {Path(out) / 'runs'}")
     row = rows.sort_values("date").iloc[-1]
@@ -126,7 +141,10 @@ def report(
 
 
 @app.command("validate-plugin")
-def validate_plugin_cmd(spec: str = typer.Argument(..., help="A registered name, path/to/plugin.py (every plugin it registers) or path/to/plugin.py:name.")) -> None:
+def validate_plugin_cmd(
+    spec: str = typer.Argument(..., help="A registered name, path/to/plugin.py (every plugin it registers) "
+                                         "or path/to/plugin.py:name."),
+) -> None:
     """Check a plugin file against the contract (build, output shapes, gradients, randomness, loss)."""
     from benchmark.registry import create_model, list_models, load_plugin_file
     from benchmark.validate import validate_plugin
@@ -137,7 +155,8 @@ def validate_plugin_cmd(spec: str = typer.Argument(..., help="A registered name,
     else:
         path, names = file, ([name] if name else load_plugin_file(file))
     if not names:
-        raise BenchmarkError(f"{path} registers no plugin: decorate a ModelPlugin subclass with @register_model(\"name\")")
+        raise BenchmarkError(f"{path} registers no plugin: "
+                             f"decorate a ModelPlugin subclass with @register_model(\"name\")")
     failed = 0
     for plugin_name in names:
         plugin = create_model(plugin_name if path is None else f"{path}:{plugin_name}")
@@ -167,8 +186,9 @@ def main() -> None:
         if _state["debug"]:
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {exc.strerror or exc}{where}; finished work is kept and the same "
-                                   "command resumes", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {exc.strerror or exc}{where}; "
+                                   "finished work is kept and the same command resumes",
+                                   highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: finished conditions are saved; rerun the same command to resume")
@@ -181,6 +201,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} "
+                                   "(rerun with --debug for the traceback)",
                                    highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -80,7 +80,8 @@ class World:
             except BaseException as exc:
                 error = exc
         if self.size > 1:
-            outcome = self.broadcast((result if share else None, None if error is None else f"{type(error).__name__}: {error}"))
+            outcome = self.broadcast((result if share else None,
+                                      None if error is None else f"{type(error).__name__}: {error}"))
             if error is None and outcome[1] is not None:
                 raise BenchmarkError(f"rank 0 stopped: {outcome[1]}")
             result = result if self.is_main else outcome[0]
@@ -111,5 +112,6 @@ def world_from_env() -> World:
 
 
 def shutdown() -> None:
+    """Leave the torchrun process group, if this process joined one, so the launch exits cleanly."""
     if dist.is_initialized():
         dist.destroy_process_group()

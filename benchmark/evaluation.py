@@ -32,6 +32,8 @@ from benchmark.progress import progress_bar
 
 @dataclass(frozen=True)
 class Condition:
+    """One evaluation condition; its ``id`` names its stored results and seeds its batches."""
+
     name: str  # clean | noise | diagnostics | an attack's name in Evaluator.attacks
     param: float | None = None  # sigma for noise, eps for attacks
 
@@ -50,6 +52,8 @@ class AttackRun:
 
 
 def batch_seed(seed: int, condition: Condition, batch: int) -> int:
+    """The seed of one batch of one condition, fixed by (run seed, condition id, batch index) alone, so a
+    resumed or sharded run draws exactly the randomness of an uninterrupted single-process one."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}/{batch}".encode()).digest()[:4], "little")
 
 
@@ -85,7 +89,8 @@ class Evaluator:
         self.eot = profile.eot if random else 1
         self.reevals = profile.reevals if random else 1
         self.large_eps = large_eps(tuple(x.shape[1:]))
-        context = {"randomness": random, "likelihood": predictor.likelihood is not None, "surrogate": surrogate is not None}
+        context = {"randomness": random, "likelihood": predictor.likelihood is not None,
+                   "surrogate": surrogate is not None}
         self.attacks: dict[str, AttackRun] = {
             p.name: AttackRun(p.attack.for_run(seed, surrogate), p.draws_for(self.eot), p.purpose)
             for p in profile.attacks if p.needs == "always" or context[p.needs]
@@ -100,7 +105,8 @@ class Evaluator:
         conditions = [Condition("clean"), Condition("diagnostics")]
         conditions += [Condition("noise", s) for s in self.profile.noise_sigmas if s > 0]
         conditions += [Condition(MAIN, e) for e in self.eps_sweep]
-        conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if name != MAIN and run.attack.white_box]
+        conditions += [Condition(name, self.eps) for name, run in self.attacks.items()
+                       if name != MAIN and run.attack.white_box]
         conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if not run.attack.white_box]
         if self.bounds is not None:
             conditions += [Condition("certify", e) for e in self.eps_sweep if e != self.large_eps]
@@ -110,7 +116,8 @@ class Evaluator:
         return {name: {**run.attack.settings(self.predictor), "eot_draws": run.draws, "purpose": run.purpose}
                 for name, run in self.attacks.items()}
 
-    def run(self, condition: Condition, clean_entropy: np.ndarray | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
+    def run(self, condition: Condition,
+            clean_entropy: np.ndarray | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
         if condition.name in ("clean", "noise"):
             return self._predictive(condition, clean_entropy)
         if condition.name == "diagnostics":
@@ -178,10 +185,14 @@ class Evaluator:
                 first, second = logits_of(first), logits_of(second)
                 sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
                 return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
-                        sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(), len(yb))
+                        sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(),
+                        len(yb))
 
-        zero, nonfinite, prob_rows, variations, sizes = zip(*self._map(Condition("diagnostics"), batch_counts))
-        zero, nonfinite, prob_rows, variation, n = sum(zero), sum(nonfinite), sum(prob_rows), max(variations), sum(sizes)
+        # every batch's result is the same 5-tuple: the transposed columns have equal length
+        zero, nonfinite, prob_rows, variations, sizes = zip(*self._map(Condition("diagnostics"), batch_counts),
+                                                            strict=True)
+        zero, nonfinite, prob_rows, variation, n = (sum(zero), sum(nonfinite), sum(prob_rows), max(variations),
+                                                    sum(sizes))
         rows = [_row("diagnostics", None, "zero_grad_share", zero / n),
                 _row("diagnostics", None, "nan_grad_share", nonfinite / n),
                 _row("diagnostics", None, "probability_output_share", prob_rows / n),
@@ -193,7 +204,8 @@ class Evaluator:
         (``load`` returns None for a condition that failed: it removes no example)."""
         clean = self.load(Condition("clean").id)
         if clean is None:
-            raise PluginOutputError("the clean condition failed, so no example is known to survive the white-box attacks")
+            raise PluginOutputError("the clean condition failed, "
+                                    "so no example is known to survive the white-box attacks")
         alive = clean["correct"].any(0)
         for name, run in self.attacks.items():
             arrays = self.load(Condition(name, self.eps).id) if run.attack.white_box else None
@@ -212,7 +224,8 @@ class Evaluator:
             if finite and ((x_adv - xb).abs().max() > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1):
                 raise HarnessBug(f"{run.attack.name} left the eps-ball or [0, 1]")
             if not finite:
-                raise PluginOutputError(f"{run.attack.name} produced NaN inputs: the network's input gradients are not finite")
+                raise PluginOutputError(f"{run.attack.name} produced NaN inputs: "
+                                        f"the network's input gradients are not finite")
             with torch.no_grad():
                 return torch.stack([self.predictor.probs(x_adv, self.samples).argmax(1) == yb
                                     for _ in range(self.reevals)]).cpu()
@@ -240,7 +253,8 @@ class Evaluator:
         def batch_certified(_, xb, yb):
             lower, upper = input_box(xb.double(), eps)
             with torch.no_grad():
-                return torch.stack([certified(*self._checked_bounds(lower, upper), yb) for _ in range(self.samples)]).cpu()
+                return torch.stack([certified(*self._checked_bounds(lower, upper), yb)
+                                    for _ in range(self.samples)]).cpu()
 
         cert = torch.cat(self._map(condition, batch_certified), dim=1).numpy()
         acc, low, high = mean_interval([cert.all(axis=0).mean()], cert.shape[1])

@@ -114,7 +114,8 @@ class ModelPlugin:
         cross-entropy (moment models): attacks then also follow it. Override to enable."""
         raise NotImplementedError
 
-    def interval_logits(self, network: nn.Module, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def interval_logits(self, network: nn.Module, lower: torch.Tensor,
+                        upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sound elementwise bounds ``(l, u)`` on the logits, ``[B, classes]`` each, of ONE fresh posterior
         draw (the same draw for the whole batch), valid for every input in the box [lower, upper]
         (``[B, C, H, W]``, inside [0, 1], float64 during certification): see ``benchmark.bounds``. The

@@ -83,7 +83,8 @@ class Predictor:
             raise PluginOutputError(f"the network's outputs for {bad} of {x.shape[0]} inputs are NaN")
         return log_pred
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1, name: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
+    def objective(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
+                  name: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example attack loss and the log predictive distribution of the same forward pass.
 
         ``ce``: cross-entropy of the deployed predictive distribution (the EOT loss for stochastic models).

@@ -16,6 +16,8 @@ NOISE_SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 @dataclass(frozen=True)
 class Profile:
+    """The data sizes, draws and attack plan of one evaluation profile, all recorded with every run."""
+
     name: str
     n_test: int | None  # None: the full test set (the first n_test images otherwise, in official order)
     n_train: int | None  # None: the full training set
@@ -47,6 +49,7 @@ PROFILES = {
 
 
 def get_profile(name: str, **overrides) -> Profile:
+    """A named profile with the command line's overrides applied (None: keep the profile's value)."""
     if name not in PROFILES:
         raise BenchmarkError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     profile = PROFILES[name]

@@ -12,6 +12,8 @@ console = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
 
 
 def progress_bar() -> Progress:
+    """A transient bar for the training loop and each evaluation condition; disabled where ``console`` is
+    quiet or not a terminal."""
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,

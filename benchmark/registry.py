@@ -2,8 +2,8 @@
 
 Plugins come from three places: the modules of the bundled ``benchmark.models`` package (the
 repository's ``models/`` folder), installed packages that declare an entry point in the group
-:data:`ENTRY_POINT_GROUP`, and a plugin file named on the command line as ``path/to/file.py:name``. A plugin file is code: it runs with the user's rights, so name only
-files you trust.
+:data:`ENTRY_POINT_GROUP`, and a plugin file named on the command line as ``path/to/file.py:name``. A
+plugin file is code: it runs with the user's rights, so name only files you trust.
 """
 
 from __future__ import annotations
@@ -71,11 +71,13 @@ def _discover() -> None:
 
 
 def list_models() -> list[str]:
+    """The names of every registered plugin (bundled and entry points), sorted."""
     _discover()
     return sorted(_REGISTRY)
 
 
 def get_plugin_class(name: str) -> type[ModelPlugin]:
+    """The plugin class registered as ``name``; an unknown name is refused with the closest matches."""
     _discover()
     if name in _REGISTRY:
         return _REGISTRY[name]

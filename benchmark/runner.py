@@ -54,6 +54,8 @@ class RunRequest:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``--device`` (auto: the GPU if one is visible); one that cannot run is refused here,
+    before any training."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -70,6 +72,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
+    """The hardware a run used, as recorded in its config and leaderboard row (GPU name, or CPU threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
@@ -92,18 +95,22 @@ def run(request: RunRequest) -> dict:
                           n_test=request.n_test, n_train=request.n_train, epochs=request.epochs,
                           batch_size=request.batch_size)
     # rank 0 first, so a download happens once per node-shared cache; then the others
-    dataset = world.on_main(lambda: load_dataset(request.dataset, request.data_dir, download=request.download), share=False) \
-        or load_dataset(request.dataset, request.data_dir, download=request.download)
+    dataset = (world.on_main(lambda: load_dataset(request.dataset, request.data_dir, download=request.download),
+                             share=False)
+               or load_dataset(request.dataset, request.data_dir, download=request.download))
     if dataset.note:
         console.print(f"[bold yellow]warning:[/] {dataset.note}")
     if not plugin.supports(dataset.input_shape):
-        raise BenchmarkError(f"plugin {plugin.name!r} does not support input shape {dataset.input_shape} of {dataset.name}")
-    failed = [c for c in validate_plugin(plugin, classes=dataset.num_classes, shapes=(dataset.input_shape,)) if not c.ok]
+        raise BenchmarkError(f"plugin {plugin.name!r} does not support input shape {dataset.input_shape} "
+                             f"of {dataset.name}")
+    failed = [c for c in validate_plugin(plugin, classes=dataset.num_classes, shapes=(dataset.input_shape,))
+              if not c.ok]
     for check in failed:
         if check.blocking:
             raise BenchmarkError(f"plugin {plugin.name!r} breaks the contract: {check.name}: {check.detail} "
                                  f"(see `benchmark validate-plugin`)")
-        console.print(f"[bold yellow]warning:[/] plugin {plugin.name!r}: {check.detail}; the run goes on and its diagnostics will flag it")
+        console.print(f"[bold yellow]warning:[/] plugin {plugin.name!r}: {check.detail}; "
+                      f"the run goes on and its diagnostics will flag it")
     eps = dataset.eps_linf if request.eps is None else request.eps
 
     x_train, y_train = dataset.x_train[: profile.n_train], dataset.y_train[: profile.n_train]
@@ -113,24 +120,30 @@ def run(request: RunRequest) -> dict:
                                                          request.checkpoint, profile.epochs, world)
     config = {
         "model": plugin.name, "dataset": dataset.name, "dataset_source": dataset.source, "profile": profile.name,
-        "predictive": plugin.predictive, "gradients": plugin.gradients, "seed": request.seed, "eps": eps, "threat": "Linf",
-        "n_examples": len(y_test), "n_train": len(y_train), "num_classes": dataset.num_classes, "train_key": train_key,
-        "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
-        "version": __version__, "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
+        "predictive": plugin.predictive, "gradients": plugin.gradients, "seed": request.seed, "eps": eps,
+        "threat": "Linf", "n_examples": len(y_test), "n_train": len(y_train), "num_classes": dataset.num_classes,
+        "train_key": train_key, "recipe": dataclasses.asdict(recipe), "profile_settings": profile.as_dict(),
+        "version": __version__,
+        "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
         "dataset_description": dataset.description, "notes": [dataset.note] if dataset.note else [],
     }
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
         surrogate = (f"{plugin.name}'s deterministic surrogate", Predictor(surrogate, "deterministic"))
     elif plugin.name != "baseline":
-        baseline = _trained(create_model("baseline"), request, task, x_train, y_train, device, None, profile.epochs, world)[0]
+        baseline = _trained(create_model("baseline"), request, task, x_train, y_train, device, None, profile.epochs,
+                            world)[0]
         surrogate = ("baseline trained on the same data", Predictor(baseline, "deterministic"))
     likelihood = None
     if type(plugin).likelihood is not ModelPlugin.likelihood:
-        likelihood = lambda out, y: plugin.likelihood(out, y, task)  # noqa: E731
+        def likelihood(out, y):
+            return plugin.likelihood(out, y, task)
+
     bounds = None  # plugins with sound interval bounds get the certify condition
     if type(plugin).interval_logits is not ModelPlugin.interval_logits:
-        bounds = lambda lower, upper: plugin.interval_logits(network, lower, upper)  # noqa: E731
+        def bounds(lower, upper):
+            return plugin.interval_logits(network, lower, upper)
+
     evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes),
                           x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world,
                           bounds=bounds)
@@ -166,7 +179,8 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
     torch.manual_seed(request.seed)
     network = plugin.build(task).to(device)
     key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
-                   "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe), "seed": request.seed})
+                   "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe),
+                   "seed": request.seed})
 
     def train_or_load() -> float:
         if checkpoint is not None:
@@ -179,7 +193,8 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
     return network.eval(), seconds, key, recipe
 
 
-def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task, recipe, x, y, device, key: str) -> float:
+def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task, recipe, x, y, device,
+                   key: str) -> float:
     path = Path(request.out) / "checkpoints" / f"{slug(task.dataset)}-{slug(plugin.name)}-{key}.safetensors"
     if path.exists() and not request.retrain:
         load_checkpoint(network, path)
@@ -202,7 +217,7 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
     evaluator.load = finished.get  # None for a failed condition
     clean_entropy = None
     for condition in evaluator.plan():
-        stored = world.on_main(lambda: _stored(store, condition.id))
+        stored = world.on_main(lambda condition=condition: _stored(store, condition.id))
         if stored is not None:
             console.print(f"[dim]{condition.id}: done earlier, reusing[/]")
             error, arrays = stored
@@ -216,9 +231,10 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
             if error is None:
                 rows.append({"condition": condition.name, "param": condition.param, "metric": "seconds",
                              "value": time.perf_counter() - start})
-                world.on_main(lambda: store.save_condition(condition.id, rows, arrays))
+                world.on_main(lambda condition=condition, rows=rows, arrays=arrays:
+                              store.save_condition(condition.id, rows, arrays))
             else:
-                world.on_main(lambda: store.save_failure(condition.id, error))
+                world.on_main(lambda condition=condition, error=error: store.save_failure(condition.id, error))
         if error is not None:
             console.print(f"[bold red]plugin {model!r} failed in condition {condition.id}:[/] {error} "
                           "(recorded; the run goes on)")
@@ -249,7 +265,8 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
     if clean_ok:
         clean = store.load_rows("clean")
         sweep_zero = clean[clean.metric != "seconds"].assign(condition="noise", param=0.0)
-        frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc", "value": 0.5}])]))
+        frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc",
+                                                            "value": 0.5}])]))
 
     def correct(condition_id: str) -> np.ndarray | None:
         return None if condition_id in failed else store.load_arrays(condition_id)["correct"]

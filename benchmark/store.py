@@ -35,6 +35,7 @@ def slug(name: str) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` through a synced temporary file and a rename: a kill leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -49,14 +50,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, obj) -> None:
+    """Write ``obj`` atomically as indented JSON with sorted keys (anything else JSON lacks as its str)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path):
+    """A JSON file of the run directory; an unreadable or malformed one is a :class:`BenchmarkError`."""
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -93,14 +97,16 @@ class RunStore:
         return read_json(self.root / "config.json")
 
     def is_done(self, condition_id: str) -> bool:
-        finished = (self.conditions / f"{condition_id}.csv").exists() and (self.conditions / f"{condition_id}.npz").exists()
+        finished = ((self.conditions / f"{condition_id}.csv").exists()
+                    and (self.conditions / f"{condition_id}.npz").exists())
         return finished or self.failure(condition_id) is not None
 
     def save_condition(self, condition_id: str, rows: list[dict], arrays: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         self._write(self.conditions / f"{condition_id}.npz", buffer.getvalue())
-        self._write(self.conditions / f"{condition_id}.csv", pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(index=False).encode())
+        self._write(self.conditions / f"{condition_id}.csv",
+                    pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(index=False).encode())
 
     def save_failure(self, condition_id: str, error: str) -> None:
         self._write(self.conditions / f"{condition_id}.failed.json",

@@ -15,6 +15,7 @@ from benchmark.progress import progress_bar
 
 
 def make_optimizer(network: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The recipe's optimizer: SGD with Nesterov momentum, else AdamW (with weight decay) or Adam."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(network.parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay, nesterov=True)
@@ -32,7 +33,8 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
     steps_per_epoch = math.ceil(n / config.batch_size)
     epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
     total_steps = steps_per_epoch * epochs
-    schedule = (lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) if config.lr_schedule == "cosine" else (lambda step: 1.0)
+    schedule = ((lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) if config.lr_schedule == "cosine"
+                else (lambda step: 1.0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     network.train()
     start = time.perf_counter()
@@ -50,14 +52,16 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
                     xb = (xb + config.noise_sigma * torch.randn_like(xb)).clamp(0, 1)
                 loss = plugin.loss(network, network(xb), yb, task)
                 if not torch.isfinite(loss):
-                    raise BenchmarkError(f"training {plugin.name} diverged: loss {loss.item()} at epoch {epoch + 1}, step {i + 1}")
+                    raise BenchmarkError(f"training {plugin.name} diverged: loss {loss.item()} "
+                                         f"at epoch {epoch + 1}, step {i + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 running += loss.item() * len(idx)
                 seen += len(idx)
-                bar.update(job, advance=1, description=f"train {plugin.name} epoch {epoch + 1}/{epochs} loss {running / seen:.4f}")
+                bar.update(job, advance=1,
+                           description=f"train {plugin.name} epoch {epoch + 1}/{epochs} loss {running / seen:.4f}")
     plugin.finalize(network, x, y, task, config, device, seed)
     network.eval()
     return time.perf_counter() - start

@@ -15,6 +15,8 @@ CHECK_SHAPES = ((1, 28, 28), (3, 32, 32))
 
 @dataclass
 class Check:
+    """One contract check of a plugin: what was checked, whether it passed, and why not."""
+
     name: str
     ok: bool
     detail: str = ""
@@ -69,7 +71,8 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
                             "forward must not change torch's grad mode"))
         checks.append(Check(f"forward({label}) calls no backward", all(p.grad is None for p in network.parameters()),
                             "parameters received gradients during forward"))
-        checks.append(Check(f"forward({label}) finite", bool(torch.isfinite(logits_of(out)).all()), "NaN or inf in the output"))
+        checks.append(Check(f"forward({label}) finite", bool(torch.isfinite(logits_of(out)).all()),
+                            "NaN or inf in the output"))
         grad = torch.autograd.grad(logits_of(out).sum(), x, allow_unused=True)[0]
         checks.append(Check(f"input gradient({label})", grad is not None and bool(torch.isfinite(grad).all()),
                             "attacks need a finite gradient with respect to the input"))
@@ -82,12 +85,14 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
                                 blocking=False))
         elif plugin.predictive in ("deterministic", "moments"):
             checks.append(Check(f"repeatable output({label})", same,
-                                f"predictive={plugin.predictive} but two identical forward passes differ: declare it stochastic",
+                                f"predictive={plugin.predictive} but two identical forward passes differ: "
+                                f"declare it stochastic",
                                 blocking=False))
         network.train()
         try:
             loss = plugin.loss(network, network(x.detach()), torch.randint(0, classes, (batch,)), task)
-            ok = isinstance(loss, torch.Tensor) and loss.dim() == 0 and bool(torch.isfinite(loss)) and loss.requires_grad
+            ok = (isinstance(loss, torch.Tensor) and loss.dim() == 0 and bool(torch.isfinite(loss))
+                  and loss.requires_grad)
             checks.append(Check(f"loss({label})", ok, "loss must be a finite scalar tensor with gradients"))
         except Exception as exc:
             checks.append(Check(f"loss({label})", False, f"{type(exc).__name__}: {exc}"))

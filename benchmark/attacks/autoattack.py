@@ -21,6 +21,8 @@ from benchmark.predictive import DeployedRule, Predictor
 
 @dataclass(frozen=True)
 class AutoAttack(Attack):
+    """AutoAttack's standard ensemble, or APGD-CE and APGD-DLR on the K-draw average for stochastic models."""
+
     name = "autoattack"
     seed: int = 0
 

@@ -27,7 +27,7 @@ class Attack(ABC):
         """Return adversarial inputs within the eps-ball around ``x`` and inside [0, 1]."""
 
     def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> Attack:
-        """This attack bound to a run: attacks with a generator of their own take the run's seed, the
+        """The attack bound to a run: attacks with a generator of their own take the run's seed, the
         transfer attack its surrogate (name, predictor). Default: nothing to bind."""
         return self
 
@@ -45,7 +45,8 @@ class Gradient:
     grad: torch.Tensor  # d loss / d input
 
 
-def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int, objective: str = "ce") -> Gradient:
+def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int,
+                   objective: str = "ce") -> Gradient:
     """Per-example loss and its gradient with respect to the input (the network's parameters get none)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():

@@ -19,6 +19,8 @@ from benchmark.predictive import Predictor
 
 @dataclass(frozen=True)
 class PGD(Attack):
+    """L-inf PGD with random start and restarts, keeping each example's best point over all steps."""
+
     name = "pgd"
     steps: int = 20
     restarts: int = 1

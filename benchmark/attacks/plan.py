@@ -56,15 +56,19 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
         PlannedAttack(MORE_DRAWS, pgd, "PGD with 2K EOT draws: robust accuracy must not change (eot-not-converged)",
                       draws="double-eot", needs="randomness"),
         PlannedAttack("pgd-likelihood", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="likelihood"),
-                      "PGD on the plugin's own likelihood instead of the cross-entropy", draws="single", needs="likelihood"),
+                      "PGD on the plugin's own likelihood instead of the cross-entropy",
+                      draws="single", needs="likelihood"),
     ]
     if autoattack:
-        plan.append(PlannedAttack("autoattack", AutoAttack(), "AutoAttack (standard; APGD-CE and APGD-DLR on the K-draw "
-                                                              "average for stochastic models)"))
+        plan.append(PlannedAttack("autoattack", AutoAttack(),
+                                  "AutoAttack (standard; APGD-CE and APGD-DLR on the K-draw "
+                                  "average for stochastic models)"))
     plan += [
-        PlannedAttack("square", Square(queries=square_queries), "black-box random search on the K-draw-averaged margin, "
-                                                                "on the examples the white-box attacks missed"),
-        PlannedAttack("transfer", Transfer(steps=pgd_steps), "PGD on the deterministic surrogate, evaluated on this model",
+        PlannedAttack("square", Square(queries=square_queries),
+                      "black-box random search on the K-draw-averaged margin, "
+                      "on the examples the white-box attacks missed"),
+        PlannedAttack("transfer", Transfer(steps=pgd_steps),
+                      "PGD on the deterministic surrogate, evaluated on this model",
                       draws="single", needs="surrogate"),
     ]
     return tuple(plan)

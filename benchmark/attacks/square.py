@@ -19,6 +19,8 @@ from benchmark.predictive import DeployedRule, Predictor
 
 @dataclass(frozen=True)
 class Square(Attack):
+    """Gradient-free random search on the deployed rule's margin: the check against gradient masking."""
+
     name = "square"
     white_box = False
     queries: int = 1000

@@ -19,6 +19,8 @@ from benchmark.predictive import Predictor
 
 @dataclass(frozen=True)
 class Transfer(Attack):
+    """PGD crafted on a deterministic surrogate, evaluated on the model under test."""
+
     name = "transfer"
     white_box = False
     surrogate: Predictor | None = field(default=None, compare=False, repr=False)

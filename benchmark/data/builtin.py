@@ -31,7 +31,8 @@ class _Builtin:
     input_shape: tuple[int, int, int]
     eps_linf: float
     description: str
-    official: dict[str, str] | None = None  # sha256 of each official array's uint8 bytes (x_train, y_train, x_test, y_test)
+    # sha256 of each official array's uint8 bytes (x_train, y_train, x_test, y_test)
+    official: dict[str, str] | None = None
 
 
 # Checksums of the official arrays in official order, independent of the container (npz or idx files):
@@ -165,7 +166,8 @@ def _from_arrays(name: str, spec: _Builtin, arrays: list[np.ndarray], source: st
         check_pixels(x, None, f"{where} {key}")
     y_train = int64_labels(arrays[1], len(x_train), num_classes, f"{where} y_train")
     y_test = int64_labels(arrays[3], len(x_test), num_classes, f"{where} y_test")
-    note = _check_official(name, spec, {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, where)
+    note = _check_official(name, spec, {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
+                           where)
     return Dataset(
         name=name,
         note=note,
@@ -194,8 +196,9 @@ def _check_official(name: str, spec: _Builtin, arrays: dict[str, np.ndarray], wh
     for key, array in arrays.items():
         digest = hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
         if digest != spec.official[key]:
-            raise BenchmarkError(f"{where}: {key} does not match the official {name} (sha256 {digest[:12]}..., expected "
-                                 f"{spec.official[key][:12]}...): the file is corrupt or modified; replace it")
+            raise BenchmarkError(f"{where}: {key} does not match the official {name} "
+                                 f"(sha256 {digest[:12]}..., expected {spec.official[key][:12]}...): "
+                                 f"the file is corrupt or modified; replace it")
     return None
 
 

@@ -175,7 +175,8 @@ def gaussian_likelihood_loss(
 _CIFAR_RHO_INIT = -9.2
 
 
-def cifar_moment_net(in_channels: int, size: int, num_classes: int, activation: Callable[[], nn.Module]) -> nn.Sequential:
+def cifar_moment_net(in_channels: int, size: int, num_classes: int,
+                     activation: Callable[[], nn.Module]) -> nn.Sequential:
     """EnDP's CIFAR-10 net, shared with VDP: six 3x3 Gaussian convs [32,32,64,64,128,128], each followed
     by ``activation()`` (EnDP's ELU ensemble, VDP's Taylor or unscented ReLU), a 2x2 max-pool after
     every second conv, FC to the classes.

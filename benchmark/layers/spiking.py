@@ -61,6 +61,7 @@ class SpikeFunction(torch.autograd.Function):
 
 
 def spike(u: torch.Tensor, slope: float = SURROGATE_SLOPE) -> torch.Tensor:
+    """Spikes H(u) (u = membrane - threshold), differentiable through the surrogate derivative."""
     return SpikeFunction.apply(u, slope)
 
 
@@ -83,7 +84,8 @@ class MembraneNoise(nn.Module):
         if sigma_init <= sigma_min:
             raise ValueError(f"sigma_init {sigma_init} must exceed sigma_min {sigma_min}")
         self.sigma_min = sigma_min
-        self.rho = nn.Parameter(torch.full((channels,), float(torch.log(torch.expm1(torch.tensor(sigma_init - sigma_min))))))
+        self.rho = nn.Parameter(torch.full((channels,),
+                                           float(torch.log(torch.expm1(torch.tensor(sigma_init - sigma_min))))))
 
     def sigma(self, like: torch.Tensor) -> torch.Tensor:
         """Sigma shaped to broadcast over ``like`` ([B, C] or [B, C, H, W])."""
@@ -110,7 +112,8 @@ class MembraneNoise(nn.Module):
 class SpikingLayer(nn.Module):
     """A synaptic layer (``nn.Linear`` or ``nn.Conv2d``) feeding LIF neurons, with optional membrane noise."""
 
-    def __init__(self, synapse: nn.Module, beta: float = 0.9, threshold: float = 1.0, noise: MembraneNoise | None = None):
+    def __init__(self, synapse: nn.Module, beta: float = 0.9, threshold: float = 1.0,
+                 noise: MembraneNoise | None = None):
         super().__init__()
         self.synapse = synapse
         self.beta = beta

@@ -39,8 +39,8 @@ API
     ``copy_weights=True``, the weights as means) of an ``nn.Linear``/``nn.Conv2d``.
 ``kl_divergence(module)``
     Σ of ``kl()`` over every submodule that has one (these layers, the Gaussian moment layers of
-    ``benchmark.layers.moments``, the variational dropout layers of the ``vd`` plugin): a layer's ``kl()`` covers its own
-    parameters only.
+    ``benchmark.layers.moments``, the variational dropout layers of the ``vd`` plugin): a layer's ``kl()``
+    covers its own parameters only.
 ``swap_layers(network, convert)``
     Replaces, in place, every submodule for which ``convert(module)`` returns a module (e.g. every
     ``nn.Conv2d``/``nn.Linear`` of a baseline architecture by its mean-field counterpart), so the
