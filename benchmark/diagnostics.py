@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from benchmark.attacks.plan import MAIN, MORE_DRAWS, MORE_STEPS
+
 ZERO_GRAD_TOLERANCE = 0.01  # share of clean inputs with an all-zero input gradient
 CHANCE_MARGIN = 0.05  # accuracy at the large eps may exceed chance by at most this much
 STEPS_TOLERANCE = 0.01  # robust accuracy may not rise by more than this with 5x the PGD steps
@@ -98,10 +100,10 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     """
     from benchmark.evaluation import Condition
 
-    rows = [("large_eps_accuracy", accuracy("pgd", large_eps)),
-            ("more_steps_gain", accuracy("pgd-long", eps) - accuracy("pgd", eps))]
-    if "pgd-eot2x" in attacks:
-        rows.append(("eot_change", abs(accuracy("pgd-eot2x", eps) - accuracy("pgd", eps))))
+    rows = [("large_eps_accuracy", accuracy(MAIN, large_eps)),
+            ("more_steps_gain", accuracy(MORE_STEPS, eps) - accuracy(MAIN, eps))]
+    if MORE_DRAWS in attacks:
+        rows.append(("eot_change", abs(accuracy(MORE_DRAWS, eps) - accuracy(MAIN, eps))))
     correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, eps).id) for name in attacks}
     if all(c is not None for c in correct.values()):
         white = correct["clean"]

@@ -120,9 +120,11 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
         settings = config.get("attack_settings") or {}
         failed = set(metrics[metrics["metric"] == "failed"]["condition"])
         not_run = [name for name in settings if name not in attacks and name not in failed]
-        not_run += ["autoattack"] * ("autoattack" not in settings)
         if not_run:
             blocks.append(Paragraph(f"Not run: {', '.join(not_run)}."))
+        elsewhere = other_profiles_attacks(config.get("profile"), set(settings))
+        if elsewhere:
+            blocks.append(Paragraph(f"Not in the {config.get('profile')} profile's plan: {', '.join(elsewhere)}."))
         blocks.append(Image("eps.png", "Accuracy against epsilon"))
     else:
         blocks.append(Paragraph("Attacks: not run."))
@@ -134,6 +136,14 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
     notes = [str(note) for note in config.get("notes") or []]
     blocks.append(Bullets(notes) if notes else Paragraph("None."))
     return blocks
+
+
+def other_profiles_attacks(profile: str | None, ran: set[str]) -> list[str]:
+    """Attacks that every model gets under another profile's plan but did not run here (AutoAttack in quick)."""
+    from benchmark.profiles import PROFILES
+
+    names = [p.name for other in PROFILES.values() for p in other.attacks if p.needs == "always" and p.name not in ran]
+    return list(dict.fromkeys(names)) if profile in PROFILES else []
 
 
 def _certification(certify: pd.DataFrame, eps: float) -> list[Block]:

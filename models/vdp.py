@@ -38,9 +38,9 @@ from benchmark.layers.moments import (
     Moments,
     cifar_moment_net,
     gaussian_likelihood_loss,
-    kl_divergence,
 )
 from benchmark.layers.normalize import Normalize
+from benchmark.layers.variational import kl_divergence
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
 

@@ -72,7 +72,8 @@ def test_quick_profile_without_autoattack(tmp_path: Path) -> None:
     run = _make_run(tmp_path / "run", "mc-dropout", "mnist", ("fgsm", "pgd"))
     md = write_report(run, tmp_path / "out").read_text(encoding="utf-8")
     assert "mc-dropout on mnist (quick profile)" in md
-    assert "Not run: autoattack." in md
+    elsewhere = next(line for line in md.splitlines() if line.startswith("Not in the quick profile's plan: "))
+    assert "autoattack" in elsewhere and "fgsm" not in elsewhere and "pgd," not in elsewhere
     assert "Note:** Dataset" not in md  # no description recorded, no note
 
 

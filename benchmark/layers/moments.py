@@ -4,7 +4,8 @@ Shared by the density-propagating plugins: EnDP (Carannante, Dera, Rasool, Bouay
 "Robust Learning via Ensemble Density Propagation in Deep Neural Networks", MLSP 2020,
 arXiv 2111.05953) and VDP/eVI (Dera et al., IEEE Trans. Signal Processing 2021). The two differ
 only at the nonlinearities, which therefore live with each plugin; the Gaussian layers, the
-softmax moment rule, the likelihood and the KL term are the same and live here.
+softmax moment rule, the likelihood and each layer's KL term are the same and live here (summed over a
+network by ``benchmark.layers.variational.kl_divergence``).
 
 Weights are Gaussian, w ~ N(M, σ²) independently, with one variance σ² = softplus(ρ) per output
 channel/unit. Activations carry a mean and a *diagonal* variance: the original code keeps a full
@@ -22,9 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# the one KL sum of every layer with a kl() method, re-exported for the moment plugins
 from benchmark.layers.normalize import Normalize
-from benchmark.layers.variational import kl_divergence  # noqa: F401
 
 Moments = tuple[Tensor, Tensor]
 

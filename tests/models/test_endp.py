@@ -17,9 +17,9 @@ from benchmark.layers.moments import (
     MomentFlatten,
     MomentMaxPool2d,
     gaussian_likelihood_loss,
-    kl_divergence,
     softmax_moments,
 )
+from benchmark.layers.variational import kl_divergence
 from benchmark.models.endp import EnDP, EnsembleELU
 from benchmark.plugin import Task
 
