@@ -89,8 +89,9 @@ class Evaluator:
         self.eot = profile.eot if random else 1
         self.reevals = profile.reevals if random else 1
         self.large_eps = large_eps(tuple(x.shape[1:]))
+        classes = predictor.num_classes or int(y.max()) + 1
         context = {"randomness": random, "likelihood": predictor.likelihood is not None,
-                   "surrogate": surrogate is not None}
+                   "surrogate": surrogate is not None, "three-classes": classes >= 3}
         self.attacks: dict[str, AttackRun] = {
             p.name: AttackRun(p.attack.for_run(seed, surrogate), p.draws_for(self.eot), p.purpose)
             for p in profile.attacks if p.needs == "always" or context[p.needs]

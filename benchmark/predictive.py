@@ -83,25 +83,15 @@ class Predictor:
             raise PluginOutputError(f"the network's outputs for {bad} of {x.shape[0]} inputs are NaN")
         return log_pred
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
-                  name: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example attack loss and the log predictive distribution of the same forward pass.
-
-        ``ce``: cross-entropy of the deployed predictive distribution (the EOT loss for stochastic models).
-        ``likelihood``: the plugin's own loss on its raw output (moment models' Gaussian likelihood).
-        """
-        if name == "likelihood":
-            out = self.network(x)
-            loss = self.likelihood(out, y)
-            if torch.isnan(loss).any():
-                raise PluginOutputError("the plugin's likelihood is NaN")
-            return loss, F.log_softmax(self._checked(out, x.shape[0]), dim=-1)
-        log_pred = self.log_predictive(x, draws)
-        return F.nll_loss(log_pred, y, reduction="none"), log_pred
-
-    def loss(self, x: torch.Tensor, y: torch.Tensor, draws: int = 1) -> torch.Tensor:
-        """Per-example cross-entropy of the deployed predictive distribution (the EOT loss)."""
-        return self.objective(x, y, draws)[0]
+    def likelihood_objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plugin's own per-example loss on its raw output (moment models' Gaussian likelihood), and the
+        log-softmax of the same forward pass; the attack losses on the log predictive are in
+        ``benchmark.attacks.losses``."""
+        out = self.network(x)
+        loss = self.likelihood(out, y)
+        if torch.isnan(loss).any():
+            raise PluginOutputError("the plugin's likelihood is NaN")
+        return loss, F.log_softmax(self._checked(out, x.shape[0]), dim=-1)
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:

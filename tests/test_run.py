@@ -168,7 +168,7 @@ def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path
 
 def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
     row = run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "profile": "standard", "n_test": 8}))
-    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "pgd-long", "autoattack", "square"}
+    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "pgd-long", "pgd-dlr", "autoattack", "square"}
     assert row["profile"] == "standard"
     metrics = metrics_of(tmp_path)
     autoattack = metrics[(metrics.condition == "autoattack") & (metrics.metric == "accuracy")].value.item()
@@ -186,6 +186,7 @@ def test_black_box_rows_are_cumulative_over_the_white_box_attacks(tmp_path):
         return np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
 
     white = load("clean") & load("fgsm-0.3") & load("pgd-0.3") & load("pgd-long-0.3") & load("pgd-eot2x-0.3")
+    white &= load("pgd-dlr-0.3")
     for name in ("square", "transfer"):
         black = load(f"{name}-0.3")
         assert black.shape == white.shape

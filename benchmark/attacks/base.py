@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import torch
 
+from benchmark.attacks.losses import LOSSES
 from benchmark.predictive import Predictor
 
 
@@ -50,7 +51,11 @@ def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws
     """Per-example loss and its gradient with respect to the input (the network's parameters get none)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss, log_pred = predictor.objective(x, y, draws, objective)
+        if objective == "likelihood":
+            loss, log_pred = predictor.likelihood_objective(x, y)
+        else:
+            log_pred = predictor.log_predictive(x, draws)
+            loss = LOSSES[objective](log_pred, y)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return Gradient(loss.detach(), log_pred.detach().argmax(-1) != y, grad)
 

@@ -26,7 +26,7 @@ class PGD(Attack):
     restarts: int = 1
     step_size: float = 2.5  # in units of eps / steps (Madry et al.)
     random_start: bool = True
-    objective: str = "ce"  # or "likelihood": the plugin's own loss (see Predictor.objective)
+    objective: str = "ce"  # "dlr" (benchmark.attacks.losses), or "likelihood": the plugin's own loss
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         alpha = self.step_size * eps / self.steps

@@ -26,8 +26,8 @@ MORE_DRAWS = "pgd-eot2x"
 #: EOT draws per step: the profile's K, twice K, or one (attacks that follow no randomness)
 Draws = Literal["eot", "double-eot", "single"]
 #: which models an attack applies to: all, random ones, those with their own likelihood, those with a
-#: transfer surrogate
-Needs = Literal["always", "randomness", "likelihood", "surrogate"]
+#: transfer surrogate, those with at least three classes (the DLR margin's denominator needs a third)
+Needs = Literal["always", "randomness", "likelihood", "surrogate", "three-classes"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
                       "5x the steps: robust accuracy must not rise (more-steps-helps-model)"),
         PlannedAttack(MORE_DRAWS, pgd, "PGD with 2K EOT draws: robust accuracy must not change (eot-not-converged)",
                       draws="double-eot", needs="randomness"),
+        PlannedAttack("pgd-dlr", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="dlr"),
+                      "PGD on the scale-free DLR margin of the deployed log predictive (Croce & Hein 2020): the "
+                      "cross-entropy saturates on large logits", needs="three-classes"),
         PlannedAttack("pgd-likelihood", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="likelihood"),
                       "PGD on the plugin's own likelihood instead of the cross-entropy",
                       draws="single", needs="likelihood"),

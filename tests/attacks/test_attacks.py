@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.attacks import FGSM, PGD, AutoAttack
+from benchmark.attacks import FGSM, PGD, AutoAttack, input_gradient
 from benchmark.layers.dropout import MCDropout
 from benchmark.predictive import Predictor
 
@@ -70,7 +70,7 @@ def test_eot_loss_is_the_log_of_averaged_probabilities():
     logits = torch.tensor([[2.0, 0.0, -1.0], [-1.0, 3.0, 0.0], [0.0, 0.0, 0.0]])
     predictor = Predictor(FixedDraws(logits), "stochastic")
     x = torch.zeros(1, 1, 2, 2)
-    loss = predictor.loss(x, torch.tensor([0]), draws=3)
+    loss = input_gradient(predictor, x, torch.tensor([0]), draws=3).loss
     mean_prob = torch.softmax(logits, dim=1).mean(0)
     assert loss.item() == pytest.approx(-math.log(mean_prob[0].item()), rel=1e-6)
     # not the mean of the per-draw losses, and not a softmax of averaged logits

@@ -40,17 +40,29 @@ def _evaluator(kind="deterministic", profile=None, surrogate=None, likelihood=No
 
 def test_the_plan_decides_the_attacks_and_their_draws():
     deterministic = _evaluator()
-    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "square"]
+    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", "square"]
     surrogate = ("a surrogate", Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "deterministic"))
     stochastic = _evaluator("stochastic", surrogate=surrogate, likelihood=lambda out, y: out.sum(1))
-    assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-likelihood", "square", "transfer"]
+    assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-dlr", "pgd-likelihood", "square",
+                                        "transfer"]
     eot = PROFILES["quick"].eot
     assert {name: run.draws for name, run in stochastic.attacks.items()} == {
-        "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-likelihood": 1, "square": eot,
-        "transfer": 1}
+        "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-dlr": eot, "pgd-likelihood": 1,
+        "square": eot, "transfer": 1}
     assert stochastic.attacks["square"].attack.seed == 7  # bound to the run's seed
     assert stochastic.attack_settings()["transfer"]["surrogate"] == "a surrogate"
     assert "autoattack" in _evaluator(profile=get_profile("standard")).attacks
+    two_classes = Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 2)), "deterministic", num_classes=2)
+    two = Evaluator(two_classes, torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), get_profile("quick"), 0.3,
+                    torch.device("cpu"), 0)
+    assert "pgd-dlr" not in two.attacks and "pgd" in two.attacks  # DLR's margin needs a third class
+
+
+def test_every_profile_has_a_margin_loss_attack():
+    """Cross-entropy saturates on large logits; each profile attacks a scale-free margin too."""
+    for profile in PROFILES.values():
+        assert any(getattr(p.attack, "objective", None) == "dlr" and p.needs == "three-classes"
+                   for p in profile.attacks), profile.name
 
 
 def test_an_attack_added_to_a_plan_runs_as_a_condition_of_its_own():
