@@ -57,9 +57,11 @@ def batch_seed(seed: int, condition: Condition, batch: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}/{batch}".encode()).digest()[:4], "little")
 
 
-def large_eps(input_shape: tuple[int, int, int]) -> float:
-    """The budget at which every model must collapse: 0.5 on MNIST-scale images, 64/255 on colour images."""
-    return 0.5 if input_shape[0] == 1 else 64 / 255
+def large_eps(input_shape: tuple[int, int, int], eps: float) -> float:
+    """The budget at which every model must collapse: 0.5 on MNIST-scale images, 64/255 on colour images;
+    where that is not above the run's eps, twice the eps, capped at 1 (where any image can become any other)."""
+    default = 0.5 if input_shape[0] == 1 else 64 / 255
+    return default if default > eps else min(1.0, 2 * eps)
 
 
 class Evaluator:
@@ -88,7 +90,7 @@ class Evaluator:
         self.samples = profile.samples if random else 1
         self.eot = profile.eot if random else 1
         self.reevals = profile.reevals if random else 1
-        self.large_eps = large_eps(tuple(x.shape[1:]))
+        self.large_eps = large_eps(tuple(x.shape[1:]), eps)
         classes = predictor.num_classes or int(y.max()) + 1
         context = {"randomness": random, "likelihood": predictor.likelihood is not None,
                    "surrogate": surrogate is not None, "three-classes": classes >= 3}

@@ -106,17 +106,23 @@ def test_reliability_table_matches_ece() -> None:
     assert _ece_from_table(HAND_PROBS, HAND_Y) == pytest.approx(0.47, abs=1e-6)
 
 
-def test_mean_interval_single_run_is_binomial() -> None:
+def test_mean_interval_single_run_is_the_wilson_interval() -> None:
     mean, low, high = mean_interval([0.9], 100)
-    half = 1.96 * math.sqrt(0.9 * 0.1 / 100)
-    assert (mean, low, high) == pytest.approx((0.9, 0.9 - half, 0.9 + half))
+    assert mean == 0.9
+    assert (low, high) == pytest.approx((0.8256, 0.9448), abs=1e-4)  # Wilson 95% for 90 of 100, by hand
+
+
+def test_mean_interval_at_zero_or_one_keeps_a_width() -> None:
+    """0 of 500 robust does not prove a robust accuracy of exactly 0."""
+    assert mean_interval([0.0], 500) == pytest.approx((0.0, 0.0, 1.96**2 / (500 + 1.96**2)), abs=1e-5)
+    mean, low, high = mean_interval([1.0, 1.0, 1.0], 50)
+    assert mean == high == 1.0 and low == pytest.approx(1 - 1.96**2 / (50 + 1.96**2), abs=1e-4)
 
 
 def test_mean_interval_widens_with_spread_and_clips() -> None:
     _, low_tight, high_tight = mean_interval([0.5, 0.5, 0.5], 1000)
     _, low_wide, high_wide = mean_interval([0.4, 0.5, 0.6], 1000)
     assert high_wide - low_wide > high_tight - low_tight
-    assert mean_interval([1.0, 1.0], 50) == (1.0, 1.0, 1.0)
     assert mean_interval([0.97, 1.0, 0.99], 20)[2] == 1.0
     with pytest.raises(ValueError):
         mean_interval([], 10)

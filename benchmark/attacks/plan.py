@@ -70,7 +70,7 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
         PlannedAttack("square", Square(queries=square_queries),
                       "black-box random search on the K-draw-averaged margin, "
                       "on the examples the white-box attacks missed"),
-        PlannedAttack("transfer", Transfer(steps=pgd_steps),
+        PlannedAttack("transfer", Transfer(steps=pgd_steps, restarts=pgd_restarts),
                       "PGD on the deterministic surrogate, evaluated on this model",
                       draws="single", needs="surrogate"),
     ]

@@ -26,6 +26,7 @@ class Transfer(Attack):
     surrogate: Predictor | None = field(default=None, compare=False, repr=False)
     surrogate_name: str = "baseline"
     steps: int = 20
+    restarts: int = 1
 
     def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> Transfer:
         if surrogate is None:
@@ -34,7 +35,7 @@ class Transfer(Attack):
         return replace(self, surrogate=predictor, surrogate_name=name)
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
-        return PGD(steps=self.steps)(self.surrogate, x, y, eps, 1)
+        return PGD(steps=self.steps, restarts=self.restarts)(self.surrogate, x, y, eps, 1)
 
     def settings(self, predictor: Predictor) -> dict:
-        return {"surrogate": self.surrogate_name, "steps": self.steps}
+        return {"surrogate": self.surrogate_name, "steps": self.steps, "restarts": self.restarts}

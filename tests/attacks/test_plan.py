@@ -86,3 +86,18 @@ def test_the_profile_records_its_plan():
     assert list(recorded) == [p.name for p in PROFILES["standard"].attacks]
     assert recorded["pgd"] == {"attack": "PGD", "steps": 100, "restarts": 2, "step_size": 2.5, "random_start": True,
                                "objective": "ce", "draws": "eot", "needs": "always"}
+
+
+def test_the_collapse_check_lies_above_the_eps_under_test():
+    """With --eps 0.6 the large eps was still 0.5: the collapse check tested a smaller ball than the run."""
+    for eps, expected in ((0.3, 0.5), (0.1, 0.5), (0.4, 0.5), (0.5, 1.0), (0.6, 1.0), (1.0, 1.0)):
+        evaluator = Evaluator(Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "deterministic"),
+                              torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), get_profile("quick"), eps,
+                              torch.device("cpu"), 0)
+        assert evaluator.large_eps == expected and max(evaluator.eps_sweep) == expected
+
+
+def test_the_transfer_attack_takes_the_profiles_restarts():
+    for profile in PROFILES.values():
+        transfer, pgd = ({p.name: p.attack for p in profile.attacks}[name] for name in ("transfer", "pgd"))
+        assert (transfer.steps, transfer.restarts) == (pgd.steps, pgd.restarts)
