@@ -73,9 +73,16 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
                             "parameters received gradients during forward"))
         checks.append(Check(f"forward({label}) finite", bool(torch.isfinite(logits_of(out)).all()),
                             "NaN or inf in the output"))
-        grad = torch.autograd.grad(logits_of(out).sum(), x, allow_unused=True)[0]
+        logits = logits_of(out)
+        projection = torch.randn(logits.shape, generator=torch.Generator().manual_seed(0))  # no class left out
+        grad = torch.autograd.grad((logits * projection).sum(), x, allow_unused=True)[0]
         checks.append(Check(f"input gradient({label})", grad is not None and bool(torch.isfinite(grad).all()),
                             "attacks need a finite gradient with respect to the input"))
+        moving = grad is not None and bool((grad.flatten(1) != 0).any(1).all())
+        checks.append(Check(f"input gradient not all zero({label})", moving,
+                            "the outputs do not change with the input for some examples (quantized or thresholded "
+                            "inputs?): gradient attacks cannot move; robustness will rest on the black-box attacks",
+                            blocking=False))
         with torch.no_grad():
             again = logits_of(network(x))
         same = torch.equal(logits_of(out).detach(), again)

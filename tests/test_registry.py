@@ -9,6 +9,7 @@ from benchmark.registry import create_model, get_plugin_class, list_models, regi
 from benchmark.validate import validate_plugin
 
 PLUGINS = Path(__file__).parent / "plugins"
+MASKING = PLUGINS / "masking_plugins.py"
 
 
 def test_bundled_plugins_are_registered_with_their_kinds():
@@ -73,6 +74,14 @@ def test_every_registered_plugin_passes_the_contract_checks(name):
     assert plugin.summary or plugin.__doc__, f"{name} has nothing to show in `benchmark list`"
     failures = [c for c in validate_plugin(plugin) if not c.ok]
     assert failures == []
+
+
+def test_validation_warns_when_input_gradients_are_all_zero():
+    """A quantized-input model used to pass as 'input gradient ok' although no gradient attack can move it."""
+    quantized = {c.name: c for c in validate_plugin(create_model(f"{MASKING}:masked-quantized-input"))}
+    check = quantized["input gradient not all zero(1x28x28)"]
+    assert not check.ok and not check.blocking and "cannot move" in check.detail
+    assert quantized["input gradient(1x28x28)"].ok  # finite, merely zero
 
 
 def test_validation_names_the_broken_part():
@@ -143,3 +152,18 @@ def test_duplicates_are_told_apart_by_module_and_class():
     register_model("dup-by-module")(plugin_class("first_package.plugins"))  # the same module imported again
     with pytest.raises(BenchmarkError, match="two plugins are registered as 'dup-by-module'"):
         register_model("dup-by-module")(plugin_class("second_package.plugins"))
+
+
+def test_validate_plugin_command_reports_warnings_without_failing():
+    import subprocess
+    import sys
+
+    def validate(spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "benchmark", "validate-plugin", spec], capture_output=True,
+                              text=True, timeout=300, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+    result = validate(f"{MASKING}:masked-quantized-input")
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stdout and "input gradient not all zero(1x28x28)" in result.stdout
+    bad = validate(f"{PLUGINS / 'bad_plugin.py'}:bad-shape")
+    assert bad.returncode == 2 and "contract check(s) failed" in bad.stderr
