@@ -5,6 +5,7 @@ A pickle can execute arbitrary code when loaded; the harness never unpickles any
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,8 +28,15 @@ def save_checkpoint(network: nn.Module, path: Path, metadata: dict[str, str]) ->
     tmp.unlink()
 
 
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file; refuses anything that would need a full unpickler."""
+#: what a user does about a checkpoint file they named (``--checkpoint``) that cannot be used
+GIVEN_FILE_FIX = "pass the .safetensors (or tensors-only .pt) checkpoint of this plugin's network"
+#: what a user does about a cached checkpoint (runs' checkpoints/) that cannot be used
+CACHED_FILE_FIX = "delete it or pass --retrain"
+
+
+def read_state(path: Path, fix: str = GIVEN_FILE_FIX) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file; refuses anything that would need a full unpickler. Every refusal is
+    one line that ends with ``fix``."""
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"checkpoint not found: {path}")
@@ -36,25 +44,26 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise BenchmarkError(f"{path} is not a valid safetensors checkpoint ({exc}); "
-                                 f"delete it or pass --retrain") from exc
+            raise BenchmarkError(f"{path} is not a valid safetensors checkpoint ({exc}); {fix}") from exc
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a raw pickle's protocol before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError for corrupt files
         raise BenchmarkError(
             f"refusing checkpoint {path}: it is not a plain tensor file loadable with weights_only=True "
-            f"({type(exc).__name__}). Convert it to safetensors."
+            f"({type(exc).__name__}); {fix}"
         ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BenchmarkError(f"refusing checkpoint {path}: expected a state dict of tensors")
+        raise BenchmarkError(f"refusing checkpoint {path}: expected a state dict of tensors; {fix}")
     return state
 
 
-def load_checkpoint(network: nn.Module, path: Path) -> None:
-    """Load a checkpoint into ``network``; one that does not fit it exactly is refused with a hint to retrain."""
-    state = read_state(path)
+def load_checkpoint(network: nn.Module, path: Path, fix: str = GIVEN_FILE_FIX) -> None:
+    """Load a checkpoint into ``network``; one that does not fit it exactly is refused, saying ``fix``."""
+    state = read_state(path, fix)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise BenchmarkError(f"checkpoint {path} does not fit this model ({first}); pass --retrain") from exc
+        raise BenchmarkError(f"checkpoint {path} does not fit this model ({first}); {fix}") from exc

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from benchmark import __version__, diagnostics
-from benchmark.checkpoints import load_checkpoint, read_state, save_checkpoint
+from benchmark.checkpoints import CACHED_FILE_FIX, load_checkpoint, read_state, save_checkpoint
 from benchmark.columns import ordered_row
 from benchmark.data import load_dataset
 from benchmark.distributed import World, world_from_env
@@ -197,7 +197,7 @@ def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task
                    key: str) -> float:
     path = Path(request.out) / "checkpoints" / f"{slug(task.dataset)}-{slug(plugin.name)}-{key}.safetensors"
     if path.exists() and not request.retrain:
-        load_checkpoint(network, path)
+        load_checkpoint(network, path, CACHED_FILE_FIX)
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
@@ -206,7 +206,7 @@ def _train_or_load(plugin: ModelPlugin, network, request: RunRequest, task: Task
         return seconds
     seconds = train(plugin, network, x, y, task, recipe, device, request.seed)
     save_checkpoint(network, path, {"train_seconds": f"{seconds:.3f}", "plugin": plugin.name, "dataset": task.dataset})
-    read_state(path)  # refuse to go on with a checkpoint that would not load next time
+    read_state(path, CACHED_FILE_FIX)  # refuse to go on with a checkpoint that would not load next time
     return seconds
 
 

@@ -51,3 +51,23 @@ def test_plain_tensor_pt_files_are_accepted(tmp_path):
     other = nn.Linear(3, 2)
     load_checkpoint(other, tmp_path / "net.pt")
     assert torch.equal(other.bias, net.bias)
+
+
+def test_a_raw_pickle_given_as_checkpoint_is_one_error_line_with_the_right_hint(tmp_path):
+    """torch's protocol warning used to add two lines, and the hint spoke of the cache (--retrain)."""
+    import pickle
+    import subprocess
+    import sys
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({"weight": Exploit(marker)}))
+    result = subprocess.run([sys.executable, "-m", "benchmark", "run", "--model", "baseline", "--dataset", "mnist-5k",
+                             "--checkpoint", str(path), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300,
+                            env={"PATH": "/usr/bin:/bin", "COLUMNS": "400"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing checkpoint"), result.stderr
+    assert "--retrain" not in lines[0] and "checkpoint of this plugin's network" in lines[0]
+    assert not marker.exists()
