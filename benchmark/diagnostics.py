@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.attacks.plan import MAIN, MORE_DRAWS, MORE_STEPS
+from benchmark.randomness import SHARED_CORRELATION
 
 ZERO_GRAD_TOLERANCE = 0.01  # share of clean inputs with an all-zero input gradient
 CHANCE_MARGIN = 0.05  # accuracy at the large eps may exceed chance by at most this much
@@ -84,6 +85,9 @@ FLAGS: tuple[Flag, ...] = (
          "the network's outputs already sum to one per row: probabilities fed to a cross-entropy"),
     Flag("randomness-unreported", "output_variation", OUTPUT_VARIATION_TOLERANCE,
          "two identical forward passes differ although the plugin is declared non-random", _above_unless_random),
+    Flag("shared-randomness", "row_correlation", SHARED_CORRELATION,
+         "copies of one input in one batch get correlated outputs: the network shares its random draw across "
+         "the batch, so the K EOT draws and S decision draws are fewer than they seem"),
     Flag("condition-failed", None, 0.0,
          "an evaluation condition failed (the plugin raised, or returned NaN/inf or a wrong shape): "
          "its metrics are missing, see the report"),

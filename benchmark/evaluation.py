@@ -28,6 +28,7 @@ from benchmark.outputs import logits_of
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
 from benchmark.progress import progress_bar
+from benchmark.randomness import row_correlation
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,9 @@ class Evaluator:
         return rows, arrays
 
     def _diagnostics(self):
-        """Input gradients of the deployed rule at the clean points, the raw output's range, and whether
-        two identical forward passes of a model declared non-random agree."""
+        """Input gradients of the deployed rule at the clean points, the raw output's range, whether two
+        identical forward passes of a model declared non-random agree, and whether a random model's draws
+        are independent across the rows of a batch (``benchmark.randomness``)."""
 
         def batch_counts(_, xb, yb):
             grad = input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1)
@@ -187,19 +189,22 @@ class Evaluator:
                 first, second = self.predictor.network(xb), self.predictor.network(xb)
                 first, second = logits_of(first), logits_of(second)
                 sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
+                correlation = row_correlation(self.predictor.network, xb) if self.predictor.is_random else np.nan
                 return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
                         sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(),
-                        len(yb))
+                        correlation, len(yb))
 
-        # every batch's result is the same 5-tuple: the transposed columns have equal length
-        zero, nonfinite, prob_rows, variations, sizes = zip(*self._map(Condition("diagnostics"), batch_counts),
-                                                            strict=True)
+        # every batch's result is the same 6-tuple: the transposed columns have equal length
+        zero, nonfinite, prob_rows, variations, correlations, sizes = zip(
+            *self._map(Condition("diagnostics"), batch_counts), strict=True)
         zero, nonfinite, prob_rows, variation, n = (sum(zero), sum(nonfinite), sum(prob_rows), max(variations),
                                                     sum(sizes))
         rows = [_row("diagnostics", None, "zero_grad_share", zero / n),
                 _row("diagnostics", None, "nan_grad_share", nonfinite / n),
                 _row("diagnostics", None, "probability_output_share", prob_rows / n),
                 _row("diagnostics", None, "output_variation", variation)]
+        if self.predictor.is_random:
+            rows.append(_row("diagnostics", None, "row_correlation", float(np.nanmean(correlations))))
         return rows, {"n": np.array([n])}
 
     def survivors(self) -> np.ndarray:

@@ -9,6 +9,7 @@ import torch
 from benchmark.errors import PluginOutputError
 from benchmark.outputs import checked_logits, expected_output, logits_of
 from benchmark.plugin import ModelPlugin, Task
+from benchmark.randomness import SHARED_CORRELATION, row_correlation
 
 CHECK_SHAPES = ((1, 28, 28), (3, 32, 32))
 
@@ -89,6 +90,12 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
         if plugin.predictive == "stochastic":
             checks.append(Check(f"randomness in eval mode({label})", not same,
                                 "a stochastic plugin must draw fresh randomness on every call, also in eval mode",
+                                blocking=False))
+            correlation = row_correlation(network, x.detach())
+            checks.append(Check(f"independent randomness per row({label})", not correlation > SHARED_CORRELATION,
+                                f"copies of one input in one batch get outputs correlated at {correlation:.2f}: the "
+                                "network shares one random draw across the batch, so the K EOT draws and S decision "
+                                "draws the harness batches are really one; draw per example",
                                 blocking=False))
         elif plugin.predictive in ("deterministic", "moments"):
             checks.append(Check(f"repeatable output({label})", same,

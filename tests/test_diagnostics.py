@@ -32,6 +32,7 @@ def test_baseline_raises_no_flag(out):
     ("masked-softmax-output", "probability-output"),
     ("masked-quantized-input", "zero-grad"),
     ("masked-random-undeclared", "randomness-unreported"),
+    ("masked-shared-randomness", "shared-randomness"),
 ])
 def test_masked_models_raise_their_flag(out, plugin, flag):
     row = run(RunRequest(model=f"{MASKING}:{plugin}", out=out, **SETTINGS))
@@ -53,6 +54,7 @@ def _metrics(**diag):
     ({"zero_grad_share": 0.02}, "zero-grad"),
     ({"nan_grad_share": 0.001}, "nan-grad"),
     ({"probability_output_share": 1.0}, "probability-output"),
+    ({"row_correlation": 0.6}, "shared-randomness"),
 ])
 def test_each_flag_fires_just_past_its_threshold(evidence, flag):
     assert diagnostics.flags(_metrics(**evidence), num_classes=10, predictive="deterministic") == [flag]

@@ -42,6 +42,18 @@ class RandomShift(nn.Module):
         return self.net(x + 0.1 * torch.randn_like(x))
 
 
+class SharedDraw(nn.Module):
+    """Draws its randomness once per call and shares it across the batch: K batched EOT draws are one."""
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.net = make_cnn(task)
+
+    def forward(self, x):
+        logits = self.net(x)
+        return logits + torch.randn(logits.shape[-1], device=x.device)  # one draw for every row
+
+
 class _Masked(ModelPlugin):
     network_class: type = nn.Module
 
@@ -68,3 +80,9 @@ class QuantizedPlugin(_Masked):
 @register_model("masked-random-undeclared")
 class RandomShiftPlugin(_Masked):
     network_class = RandomShift
+
+
+@register_model("masked-shared-randomness")
+class SharedDrawPlugin(_Masked):
+    predictive = "stochastic"
+    network_class = SharedDraw
