@@ -136,7 +136,7 @@ def report(
     if rows.empty:
         raise BenchmarkError(f"no finished run of {model!r} on {dataset!r} under {Path(out) / 'runs'}")
     row = rows.sort_values("date").iloc[-1]
-    path = write_report(Path(out) / "runs" / row.run_id, report_dir(out, dataset, model))
+    path = write_report(Path(out) / "runs" / row.run_id, report_dir(out, dataset, row.protocol, model))
     out_console.print(f"wrote {path} and {path.with_suffix('.html')}")
 
 

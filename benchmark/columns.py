@@ -63,6 +63,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_id", "the run's directory under runs/", extra=True),
     Column("certified_acc", "IBP-certified accuracy at eps for plugins with interval bounds, else empty",
            extra=True, board=6, score=True),
+    Column("protocol", "the row's identity: the profile's name and every setting that differs from it (an eps "
+           "other than the dataset's, --n-test, --epochs, given weights, ...); a table ranks only rows of one "
+           "protocol", extra=True),
 )
 
 #: The CSV header, in order.

@@ -19,7 +19,7 @@ from benchmark.render import html_table, markdown_table, markdown_text
 from benchmark.report import write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
-PROFILE_ORDER = {"standard": 0, "quick": 1}
+PROFILE_ORDER = {"standard": 0, "quick": 1}  # the named profiles' own protocols first, then any with overrides
 
 
 @contextmanager
@@ -33,20 +33,28 @@ def _locked(directory: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def report_dir(out: Path, dataset: str, model: str) -> Path:
-    """Where the report of ``model`` on ``dataset`` is rendered."""
-    return Path(out) / "leaderboards" / "reports" / _report_link(dataset, model)
+def report_dir(out: Path, dataset: str, protocol: str, model: str) -> Path:
+    """Where the report of ``model`` on ``dataset`` under ``protocol`` is rendered."""
+    return Path(out) / "leaderboards" / "reports" / _report_link(dataset, protocol, model)
 
 
 def table(out: Path, dataset: str) -> pd.DataFrame:
-    """The leaderboard of one dataset: the latest run per (model, profile), best robust accuracy first."""
+    """The leaderboard of one dataset: the latest run per (model, protocol), grouped by protocol (the named
+    profiles first), best robust accuracy first within a protocol."""
     rows = [read_json(r.root / "summary.json") for r in list_runs(out)]
     frame = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=NAMES)
     if frame.empty:
         return frame
-    frame = frame.sort_values("date").drop_duplicates(["model", "profile"], keep="last")
-    frame = frame.assign(_p=frame.profile.map(PROFILE_ORDER).fillna(9))
-    return frame.sort_values(["_p", "robust_acc"], ascending=[True, False]).drop(columns="_p").reset_index(drop=True)
+    frame["protocol"] = frame.protocol.fillna(frame.profile)  # runs made before rows named their protocol
+    frame = frame.sort_values("date").drop_duplicates(["model", "protocol"], keep="last")
+    order = frame.protocol.map(PROFILE_ORDER).fillna(len(PROFILE_ORDER))
+    return (frame.assign(_order=order).sort_values(["_order", "protocol", "robust_acc"], ascending=[True, True, False])
+            .drop(columns="_order").reset_index(drop=True))
+
+
+def protocols(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The tables of a leaderboard: one per protocol, in the leaderboard's order."""
+    return [(name, frame[frame.protocol == name]) for name in dict.fromkeys(frame.protocol)]
 
 
 def datasets_with_runs(out: Path) -> list[str]:
@@ -63,9 +71,8 @@ def publish(out: Path, dataset: str, model: str | None = None) -> None:
             frame = table(out, dataset)
             if frame.empty:
                 raise BenchmarkError(f"no finished runs for dataset {dataset!r} under {out / 'runs'}")
-            for name in ([model] if model else list(frame.model)):
-                for run_id in frame[frame.model == name].run_id:
-                    write_report(out / "runs" / run_id, report_dir(out, dataset, name))
+            for _, row in frame[frame.model == model].iterrows() if model else frame.iterrows():
+                write_report(out / "runs" / row.run_id, report_dir(out, dataset, row.protocol, row.model))
             atomic_write_text(board_dir / f"{slug(dataset)}.csv", spreadsheet_safe(frame).to_csv(index=False))
             atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, dataset, dataset_notes(out, frame)))
             atomic_write_text(board_dir / "index.html", _index_html(out))
@@ -115,23 +122,32 @@ def _cells(part: pd.DataFrame) -> pd.DataFrame:
 
 
 def _links(part: pd.DataFrame, dataset: str, suffix: str) -> list[str]:
-    return [f"reports/{_report_link(dataset, model)}/report.{suffix}" for model in part.model]
+    return [f"reports/{_report_link(dataset, protocol, model)}/report.{suffix}"
+            for protocol, model in zip(part.protocol, part.model, strict=True)]
+
+
+def _protocol_note(protocol: str) -> str:
+    named = protocol in PROFILE_ORDER
+    return (f"Every row of this table was measured under the {protocol} protocol" +
+            ("." if named else " (a named profile with the overrides in brackets); rows of other protocols are "
+                               "ranked in their own tables."))
 
 
 def _markdown(frame: pd.DataFrame, dataset: str, notes: list[str]) -> str:
     lines = [f"# Leaderboard: {markdown_text(dataset)}", ""]
     for note in notes:
         lines += [f"> {markdown_text(note)}", ""]
-    lines += ["Robust accuracy is the per-example worst case over every attack run at the dataset's eps "
-              "(L-inf), with a 95% interval. Only standard-profile rows are comparable across models.", ""]
-    for _, part in frame.groupby(frame.profile.map(PROFILE_ORDER).fillna(9), sort=True):
-        lines += [f"## Profile: {markdown_text(_fmt(part.profile.iloc[0]))}", "",
+    lines += ["Robust accuracy is the per-example worst case over every attack run at the row's eps "
+              "(L-inf), with a 95% interval. A table ranks only rows of one protocol (profile and overrides); "
+              "only standard-profile rows are comparable with published results.", ""]
+    for protocol, part in protocols(frame):
+        lines += [f"## Protocol: {markdown_text(protocol)}", "", markdown_text(_protocol_note(protocol)), "",
                   markdown_table(_cells(part), links=_links(part, dataset, "md")), ""]
     return "\n".join(lines)
 
 
-def _report_link(dataset: str, model: str) -> str:
-    return f"{slug(dataset)}/{slug(model)}"
+def _report_link(dataset: str, protocol: str, model: str) -> str:
+    return f"{slug(dataset)}/{slug(protocol)}/{slug(model)}"
 
 
 def _index_html(out: Path) -> str:
@@ -139,10 +155,11 @@ def _index_html(out: Path) -> str:
     for dataset in datasets_with_runs(out):
         frame = table(out, dataset)
         notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in dataset_notes(out, frame))
-        for profile, part in frame.groupby("profile", sort=False):
-            heading = f"<h2>{html.escape(dataset)} <small>({html.escape(str(profile))} profile)</small></h2>"
+        for protocol, part in protocols(frame):
+            heading = f"<h2>{html.escape(dataset)} <small>({html.escape(protocol)} protocol)</small></h2>"
             links = _links(part, dataset, "html")
-            sections.append(heading + notes + html_table(_cells(part), links=links, sortable=True))
+            sections.append(heading + notes + f"<p>{html.escape(_protocol_note(protocol))}</p>"
+                            + html_table(_cells(part), links=links, sortable=True))
     return _PAGE.replace("{sections}", "\n".join(sections) or "<p>No runs yet.</p>")
 
 
@@ -159,7 +176,7 @@ td:first-child,th:first-child{text-align:left}
 <h1>Robustness leaderboards</h1>
 <p>Robust accuracy: per-example worst case over every attack run at the dataset's L-inf eps, 95% interval in the
 ci columns. Stochastic models are judged by the mean softmax over <em>samples</em> draws and attacked with
-<em>eot</em> draws per step. Only standard-profile tables are comparable across models. Click a column to sort.</p>
+<em>eot</em> draws per step. Each table ranks the rows of one protocol. Click a column to sort.</p>
 {sections}
 <script>
 function sortTable(th){const table=th.closest('table'),body=table.tBodies[0],i=[...th.parentNode.children].indexOf(th);

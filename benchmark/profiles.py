@@ -6,6 +6,9 @@ laptop CPU in minutes. Every value here is recorded in the run's config.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from dataclasses import asdict, dataclass, replace
 
 from benchmark.attacks.plan import PlannedAttack, attack_plan
@@ -36,6 +39,27 @@ class Profile:
         settings["attacks"] = {p.name: {"attack": type(p.attack).__name__, **asdict(p.attack), "draws": p.draws,
                                         "needs": p.needs} for p in self.attacks}
         return settings
+
+    def protocol(self, eps: float, dataset_eps: float, given_weights: bool = False) -> str:
+        """The protocol a run follows, which is its leaderboard row's identity: the profile's name, followed by
+        every setting that differs from the named profile (``quick[eps=0.1, n_test=100]``), an eps other than
+        the dataset's, and weights given rather than trained by the plugin's recipe. Rows are ranked only
+        against rows of the same protocol."""
+        base = PROFILES[self.name].as_dict() if self.name in PROFILES else {}
+        changed = {key: _short(value) for key, value in self.as_dict().items()
+                   if key != "name" and base.get(key, object()) != value}
+        if not math.isclose(eps, dataset_eps, rel_tol=1e-9, abs_tol=1e-12):
+            changed["eps"] = f"{eps:.6g}"
+        if given_weights:
+            changed["weights"] = "given"
+        return self.name + (f"[{', '.join(f'{k}={v}' for k, v in sorted(changed.items()))}]" if changed else "")
+
+
+def _short(value) -> str:
+    """A setting as it reads in a protocol's name: scalars as they are, anything larger by a digest."""
+    if value is None or isinstance(value, (int, float, str)):
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return "custom-" + hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 PROFILES = {

@@ -126,6 +126,7 @@ def run(request: RunRequest) -> dict:
         "version": __version__,
         "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
         "dataset_description": dataset.description, "notes": [dataset.note] if dataset.note else [],
+        "protocol": profile.protocol(eps, dataset.eps_linf, given_weights=request.checkpoint is not None),
     }
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
@@ -331,4 +332,5 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
         "robust_acc_worst": _metric(metrics, "robust", "accuracy_worst", eps),
         "reevals": config["reevals"], "run_id": config["run_id"],
         "certified_acc": _metric(metrics, "certify", "certified_acc", eps),  # NaN (empty): no certify condition
+        "protocol": config["protocol"],
     })

@@ -41,20 +41,22 @@ def make_run(run_dir: Path, model: str, dataset: str, attacks: tuple[str, ...], 
         "threat": "Linf", "device": "cpu", "version": "0.1.0", "date": "2025-01-01T00:00:00+00:00", "seed": 0,
         "run_id": f"{dataset}-run", "notes": ["Dropout stays on at test time <on purpose>."],
         "attack_settings": {name: {"steps": 20, "restarts": 1, "step_size": 0.01} for name in attacks},
+        "protocol": "standard" if "autoattack" in attacks else "quick",
     }
     (run_dir / "config.json").write_text(json.dumps(config))
     return run_dir
 
 
-def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: float = 0.5) -> Path:
+def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: float = 0.5,
+                      protocol: str = "quick") -> Path:
     """A finished run under ``out/runs`` with a leaderboard row (summary.json), as ``benchmark run`` leaves it."""
     from benchmark.leaderboard import EXTRA, SCHEMA
 
-    run_id = f"{dataset}-{abs(hash(model)) % 10**8}-quick"
+    run_id = f"{dataset}-{abs(hash((model, protocol))) % 10**8}-quick"
     run_dir = make_run(Path(out) / "runs" / run_id, model, dataset, ("fgsm", "pgd"), eps=0.1)
     row = {column: 0.5 for column in SCHEMA + EXTRA}
     row.update(model=model, dataset=dataset, profile="quick", threat="Linf", predictive="deterministic",
                attacks="fgsm+pgd", flags="", device="cpu", version="0.1.0", date="2025-01-01T00:00:00+00:00",
-               robust_acc=robust, run_id=run_id)
+               robust_acc=robust, run_id=run_id, protocol=protocol)
     (run_dir / "summary.json").write_text(json.dumps(row))
     return run_dir

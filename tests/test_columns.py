@@ -52,10 +52,10 @@ def test_the_leaderboard_csv_header_and_pages_follow_the_declaration(tmp_path):
     assert list(pd.read_csv(boards / "mnist.csv").model) == ["model-b", "model-a"]
     markdown = (boards / "mnist.md").read_text()
     assert "| " + " | ".join(columns.DISPLAY) + " |" in markdown
-    assert "| [model-b](reports/mnist/model-b/report.md) | deterministic | 0.5000 | 0.7000 |" in markdown
+    assert "| [model-b](reports/mnist/quick/model-b/report.md) | deterministic | 0.5000 | 0.7000 |" in markdown
     page = (boards / "index.html").read_text()
     assert "".join(f"<th onclick='sortTable(this)'>{name}</th>" for name in columns.DISPLAY) in page
-    assert '<td><a href="reports/mnist/model-a/report.html">model-a</a></td>' in page
+    assert '<td><a href="reports/mnist/quick/model-a/report.html">model-a</a></td>' in page
 
 
 def test_the_run_command_prints_the_declared_columns(tmp_path, monkeypatch):
@@ -74,3 +74,13 @@ def test_the_run_command_prints_the_declared_columns(tmp_path, monkeypatch):
     assert [word.strip("┃│ ") for word in header.split("┃" if "┃" in header else "│") if word.strip("┃│ ")] == \
         [c.name for c in columns.AFTER_RUN]
     assert "0.5000" in result.output and "zero-grad" in result.output and "1.5" in result.output
+
+
+def test_the_documented_schema_is_the_declaration():
+    """docs/architecture.md's column table is generated from COLUMNS; it must not drift from it."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    documented = [line.split("|")[2].strip(" `") for line in doc.splitlines() if line.startswith("| ") and "| `" in line
+                  and line.split("|")[1].strip().isdigit()]
+    assert documented == columns.NAMES

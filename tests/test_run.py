@@ -32,11 +32,12 @@ def test_mc_dropout_run_writes_every_output(tmp_path):
     assert row["predictive"] == "stochastic"
     assert row["robust_acc_ci_low"] <= row["robust_acc"] <= row["robust_acc_ci_high"]
     assert row["robust_acc_worst"] <= row["robust_acc"] <= row["clean_acc"]
+    assert row["protocol"] == "quick[epochs=1, n_test=40, n_train=400]"  # overrides are part of the row's identity
     metrics = metrics_of(tmp_path)
     assert {"clean", "noise", "fgsm", "pgd", "robust", "diagnostics"} <= set(metrics.condition)
     assert (sorted(metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")].param)
             == [0, 0.05, 0.1, 0.2, 0.3, 0.5])
-    report = tmp_path / "leaderboards" / "reports" / "mnist-5k" / "mc-dropout"
+    (report,) = (tmp_path / "leaderboards" / "reports" / "mnist-5k").glob("*/mc-dropout")
     for name in ("report.md", "report.html", "reliability.png", "noise.png", "eps.png"):
         assert (report / name).stat().st_size > 0
     assert "mc-dropout" in (tmp_path / "leaderboards" / "index.html").read_text()

@@ -164,11 +164,11 @@ def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
     clean_correct = np.load(run_dir / "conditions" / "clean.npz")["correct"][0]
     assert not (certified_draws.all(0) & ~clean_correct).any()  # certified for all draws implies correct
     board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv")
-    assert list(board.columns) == SCHEMA + EXTRA and EXTRA[-1] == "certified_acc"
+    assert list(board.columns) == SCHEMA + EXTRA and "certified_acc" in EXTRA
     assert (board.certified_acc.iloc[0] == pytest.approx(row["certified_acc"])
             == pytest.approx(acc[np.isclose(acc.index, 0.3)].iloc[0]))
-    assert "Certified robustness" in (tmp_path / "leaderboards" / "reports" / "mnist-5k" / "ibp-bnn"
-                                      / "report.md").read_text()
+    (report,) = (tmp_path / "leaderboards" / "reports" / "mnist-5k").glob("*/ibp-bnn/report.md")
+    assert "Certified robustness" in report.read_text()
 
 
 def test_certify_runs_only_for_plugins_with_bounds_and_checks_them():
