@@ -10,6 +10,7 @@ Carlini et al. 2019 ("On Evaluating Adversarial Robustness") and Tramer et al. 2
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,9 +22,9 @@ from benchmark.randomness import SHARED_CORRELATION
 
 ZERO_GRAD_TOLERANCE = 0.01  # share of clean inputs with an all-zero input gradient
 CHANCE_MARGIN = 0.05  # accuracy at the large eps may exceed chance by at most this much
-STEPS_TOLERANCE = 0.01  # robust accuracy may not rise by more than this with 5x the PGD steps
-EOT_TOLERANCE = 0.01  # robust accuracy may not move by more than this between K and 2K draws
-BLACKBOX_TOLERANCE = 0.005  # share of examples black-box attacks may break that white-box ones missed
+#: significance level of the paired tests that compare two attacks on the same examples (:func:`sign_test`):
+#: a difference that re-evaluation noise alone would produce this rarely fires a flag
+ALPHA = 0.01
 OUTPUT_VARIATION_TOLERANCE = 1e-6  # max |difference| of two identical passes of a non-random model
 PROBABILITY_OUTPUT_SHARE = 0.5  # share of output rows that already sum to one
 
@@ -40,6 +41,10 @@ def _above_unless_random(value: float, threshold: float, num_classes: int, predi
     return predictive != "stochastic" and value > threshold
 
 
+def _below(value: float, threshold: float, num_classes: int, predictive: str) -> bool:
+    return value < threshold
+
+
 @dataclass(frozen=True)
 class Flag:
     """One gradient-masking check.
@@ -54,12 +59,13 @@ class Flag:
     threshold: float
     meaning: str
     fires: Callable[[float, float, int, str], bool] = _above
+    absent: float = 0.0  # the evidence's value when it was not measured (a p-value: 1)
 
     def value(self, metrics: pd.DataFrame) -> float:
         """The evidence of this flag in ``metrics``."""
         if self.evidence is None:
             return float((metrics.metric == "failed").sum())
-        return metrics[metrics.condition == "diagnostics"].set_index("metric").value.get(self.evidence, 0.0)
+        return metrics[metrics.condition == "diagnostics"].set_index("metric").value.get(self.evidence, self.absent)
 
     def fired(self, metrics: pd.DataFrame, num_classes: int, predictive: str) -> bool:
         return bool(self.fires(self.value(metrics), self.threshold, num_classes, predictive))
@@ -70,14 +76,18 @@ FLAGS: tuple[Flag, ...] = (
     Flag("eps-no-collapse", "large_eps_accuracy", CHANCE_MARGIN,
          "accuracy under PGD at a large eps (0.5 on MNIST-scale, 64/255 on colour images) stays "
          f"above chance + {CHANCE_MARGIN:.0%}: the attack is not reaching the model", _above_chance),
-    Flag("more-steps-helps-model", "more_steps_gain", STEPS_TOLERANCE,
-         f"robust accuracy rises by more than {STEPS_TOLERANCE:.0%} when PGD gets 5x the steps: "
-         "the optimisation is not converging"),
-    Flag("eot-not-converged", "eot_change", EOT_TOLERANCE,
-         f"robust accuracy moves by more than {EOT_TOLERANCE:.0%} between K and 2K EOT draws"),
-    Flag("blackbox-beats-whitebox", "blackbox_gain", BLACKBOX_TOLERANCE,
-         f"Square or the transfer attack breaks more than {BLACKBOX_TOLERANCE:.1%} of the examples "
-         "that every white-box attack missed: the gradients are masked"),
+    Flag("more-steps-helps-model", "more_steps_p", ALPHA,
+         "examples survive PGD with 5x the steps that PGD broke, more often than re-evaluation noise explains "
+         f"(one-sided paired sign test, p < {ALPHA}): the loss landscape misleads the attack", _below, 1.0),
+    Flag("short-attack-not-converged", "fewer_steps_p", ALPHA,
+         "PGD with 5x the steps breaks examples PGD missed, more often than re-evaluation noise explains "
+         f"(one-sided paired sign test, p < {ALPHA}): the profile's PGD had not converged", _below, 1.0),
+    Flag("eot-not-converged", "eot_p", ALPHA,
+         f"PGD with 2K EOT draws and with K draws disagree on examples beyond noise (two-sided paired sign test, "
+         f"p < {ALPHA})", _below, 1.0),
+    Flag("blackbox-beats-whitebox", "blackbox_p", ALPHA,
+         "Square or the transfer attack breaks examples that every white-box attack missed, more of them than "
+         f"chance explains (one-sided paired sign test, p < {ALPHA}): the gradients are masked", _below, 1.0),
     Flag("zero-grad", "zero_grad_share", ZERO_GRAD_TOLERANCE,
          f"more than {ZERO_GRAD_TOLERANCE:.0%} of clean inputs have an all-zero input gradient"),
     Flag("nan-grad", "nan_grad_share", 0.0, "some clean input has a non-finite input gradient"),
@@ -94,9 +104,22 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 
+def sign_test(first: np.ndarray, second: np.ndarray) -> float:
+    """One-sided paired sign test over examples (exact McNemar for binary outcomes): the probability, were
+    both attacks equally strong, that ``first`` leaves at least this many examples more robust than
+    ``second`` does. ``first`` and ``second`` are [R, N] correctness arrays of the same examples; each
+    example's outcome is its share of the R re-evaluations it survived, so re-evaluation noise is in the
+    null hypothesis rather than in the evidence."""
+    a, b = first.mean(axis=0), second.mean(axis=0)
+    wins, losses = int((a > b).sum()), int((a < b).sum())
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+
+
 def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
                   load: Callable[[str], np.ndarray], accuracy: Callable[[str, float], float]) -> list[dict]:
-    """The numbers the attack-based flags are decided on.
+    """The numbers the attack-based flags are decided on: accuracy differences for the reader, and the
+    p-values of paired sign tests over examples (:func:`sign_test`) that the flags fire on.
 
     ``attacks`` maps attack names run at ``eps`` to whether they are white-box; ``load(condition_id)`` gives
     a condition's [R, N] correctness, or None if it failed; ``accuracy(name, eps)`` its mean accuracy, or
@@ -109,6 +132,11 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     if MORE_DRAWS in attacks:
         rows.append(("eot_change", abs(accuracy(MORE_DRAWS, eps) - accuracy(MAIN, eps))))
     correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, eps).id) for name in attacks}
+    main, longer, more_draws = (correct.get(name) for name in (MAIN, MORE_STEPS, MORE_DRAWS))
+    if main is not None and longer is not None:
+        rows += [("more_steps_p", sign_test(longer, main)), ("fewer_steps_p", sign_test(main, longer))]
+    if main is not None and more_draws is not None:
+        rows.append(("eot_p", min(1.0, 2 * min(sign_test(more_draws, main), sign_test(main, more_draws)))))
     if all(c is not None for c in correct.values()):
         white = correct["clean"]
         for name, is_white in attacks.items():
@@ -118,7 +146,7 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
         for name, is_white in attacks.items():
             if not is_white:
                 every = every & correct[name]
-        rows.append(("blackbox_gain", float(white.mean() - every.mean())))
+        rows += [("blackbox_gain", float(white.mean() - every.mean())), ("blackbox_p", sign_test(white, every))]
     return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}
             for metric, value in rows if not np.isnan(value)]
 
