@@ -11,7 +11,7 @@ Carlini et al. 2019 ("On Evaluating Adversarial Robustness") and Tramer et al. 2
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,13 +117,16 @@ def sign_test(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
-                  load: Callable[[str], np.ndarray], accuracy: Callable[[str, float], float]) -> list[dict]:
+                  load: Callable[[str], np.ndarray], accuracy: Callable[[str, float], float],
+                  sweep: Sequence[float] = ()) -> list[dict]:
     """The numbers the attack-based flags are decided on: accuracy differences for the reader, and the
     p-values of paired sign tests over examples (:func:`sign_test`) that the flags fire on.
 
-    ``attacks`` maps attack names run at ``eps`` to whether they are white-box; ``load(condition_id)`` gives
-    a condition's [R, N] correctness, or None if it failed; ``accuracy(name, eps)`` its mean accuracy, or
-    NaN if it failed. Evidence that rests on a failed condition is left out.
+    ``attacks`` maps attack names run at ``eps`` (and at every eps of ``sweep``) to whether they are white-box;
+    ``load(condition_id)`` gives a condition's [R, N] correctness, or None if it failed; ``accuracy(name, eps)``
+    its mean accuracy, or NaN if it failed. The black-box check looks at every eps of the sweep (the cascade
+    leaves an eps only the survivors of the smaller ones), Bonferroni-corrected. Evidence that rests on a
+    failed condition is left out.
     """
     from benchmark.evaluation import Condition
 
@@ -131,13 +134,17 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
             ("more_steps_gain", accuracy(MORE_STEPS, eps) - accuracy(MAIN, eps))]
     if MORE_DRAWS in attacks:
         rows.append(("eot_change", abs(accuracy(MORE_DRAWS, eps) - accuracy(MAIN, eps))))
-    correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, eps).id) for name in attacks}
-    main, longer, more_draws = (correct.get(name) for name in (MAIN, MORE_STEPS, MORE_DRAWS))
+    main, longer, more_draws = (load(Condition(name, eps).id) if name in attacks else None
+                                for name in (MAIN, MORE_STEPS, MORE_DRAWS))
     if main is not None and longer is not None:
         rows += [("more_steps_p", sign_test(longer, main)), ("fewer_steps_p", sign_test(main, longer))]
     if main is not None and more_draws is not None:
         rows.append(("eot_p", min(1.0, 2 * min(sign_test(more_draws, main), sign_test(main, more_draws)))))
-    if all(c is not None for c in correct.values()):
+    gains, p_values = [], []
+    for at in sorted({eps, *sweep}):
+        correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, at).id) for name in attacks}
+        if any(c is None for c in correct.values()):
+            continue
         white = correct["clean"]
         for name, is_white in attacks.items():
             if is_white:
@@ -146,7 +153,10 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
         for name, is_white in attacks.items():
             if not is_white:
                 every = every & correct[name]
-        rows += [("blackbox_gain", float(white.mean() - every.mean())), ("blackbox_p", sign_test(white, every))]
+        gains.append(float(white.mean() - every.mean()))
+        p_values.append(sign_test(white, every))
+    if p_values:
+        rows += [("blackbox_gain", max(gains)), ("blackbox_p", min(1.0, len(p_values) * min(p_values)))]
     return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}
             for metric, value in rows if not np.isnan(value)]
 

@@ -105,13 +105,14 @@ class Evaluator:
         return sorted({f * self.eps for f in self.profile.eps_fractions} | {self.eps, self.large_eps})
 
     def plan(self) -> list[Condition]:
-        """Every condition in order; black-box attacks come after the white-box ones they check."""
+        """Every condition in order. Each eps of the sweep, smallest first, gets the whole attack set, white-box
+        attacks before the black-box ones that check them; the large eps, a collapse check, gets the main attack.
+        Every attack runs only on the examples that survived what came before it (:meth:`survivors`)."""
         conditions = [Condition("clean"), Condition("diagnostics")]
         conditions += [Condition("noise", s) for s in self.profile.noise_sigmas if s > 0]
-        conditions += [Condition(MAIN, e) for e in self.eps_sweep]
-        conditions += [Condition(name, self.eps) for name, run in self.attacks.items()
-                       if name != MAIN and run.attack.white_box]
-        conditions += [Condition(name, self.eps) for name, run in self.attacks.items() if not run.attack.white_box]
+        ordered = sorted(self.attacks, key=lambda name: not self.attacks[name].attack.white_box)
+        for eps in self.eps_sweep:
+            conditions += [Condition(name, eps) for name in ([MAIN] if eps == self.large_eps else ordered)]
         if self.bounds is not None:
             conditions += [Condition("certify", e) for e in self.eps_sweep if e != self.large_eps]
         return conditions
@@ -207,24 +208,32 @@ class Evaluator:
             rows.append(_row("diagnostics", None, "row_correlation", float(np.nanmean(correlations))))
         return rows, {"n": np.array([n])}
 
-    def survivors(self) -> np.ndarray:
-        """Examples that the clean rule and every white-box attack at eps got right in some re-evaluation
-        (``load`` returns None for a condition that failed: it removes no example)."""
+    def survivors(self, condition: Condition) -> np.ndarray:
+        """Examples that survived, in some re-evaluation, the clean rule and every attack before ``condition`` in
+        the cascade: every attack at a smaller eps (its ball lies inside this one, so a point broken there is
+        broken here) and, for a black-box attack, the white-box attacks at its own eps. The others are broken in
+        every re-evaluation already and are not attacked again. ``load`` returns None for a condition that
+        failed: it removes no example."""
         clean = self.load(Condition("clean").id)
         if clean is None:
-            raise PluginOutputError("the clean condition failed, "
-                                    "so no example is known to survive the white-box attacks")
+            raise PluginOutputError("the clean condition failed, so no example is known to survive to be attacked")
         alive = clean["correct"].any(0)
-        for name, run in self.attacks.items():
-            arrays = self.load(Condition(name, self.eps).id) if run.attack.white_box else None
-            if arrays is not None:
-                alive &= arrays["correct"].any(0)
+        black = not self.attacks[condition.name].attack.white_box
+        for earlier in self.plan():
+            if earlier.name not in self.attacks or earlier == condition:
+                continue
+            same_eps = np.isclose(earlier.param, condition.param)
+            if earlier.param < condition.param and not same_eps or (
+                    same_eps and black and self.attacks[earlier.name].attack.white_box):
+                arrays = self.load(earlier.id)
+                if arrays is not None:
+                    alive &= arrays["correct"].any(0)
         return alive
 
     def _attack(self, condition: Condition):
         run = self.attacks[condition.name]
         eps = float(condition.param)
-        index = None if run.attack.white_box else np.flatnonzero(self.survivors())
+        index = np.flatnonzero(self.survivors(condition))
 
         def batch_correct(_, xb, yb):
             x_adv = run.attack(self.predictor, xb, yb, eps, run.draws)
@@ -239,15 +248,13 @@ class Evaluator:
                                     for _ in range(self.reevals)]).cpu()
 
         correct = self._map(condition, batch_correct, index)
-        if index is None:
-            full = torch.cat(correct, dim=1).numpy()
-        else:  # examples not attacked were broken by the white-box attacks in every re-evaluation already:
-            # count them as broken, so a black-box row reads cumulatively (as AutoAttack reports its stages)
-            full = np.zeros((self.reevals, len(self.y)), dtype=bool)
-            if len(index):
-                full[:, index] = torch.cat(correct, dim=1).numpy()
+        # examples not attacked were broken in every re-evaluation already: they count as broken, so every
+        # attack's row reads cumulatively (as AutoAttack reports its stages)
+        full = np.zeros((self.reevals, len(self.y)), dtype=bool)
+        if len(index):
+            full[:, index] = torch.cat(correct, dim=1).numpy()
         rows = accuracy_rows(condition.name, eps, full)
-        rows.append(_row(condition.name, eps, "attacked", len(self.y) if index is None else len(index)))
+        rows.append(_row(condition.name, eps, "attacked", len(index)))
         return rows, {"correct": full}
 
 

@@ -273,12 +273,15 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
         return None if condition_id in failed else store.load_arrays(condition_id)["correct"]
 
     attacks = [c for c in plan if c.name in evaluator.attacks]
-    for eps in sorted({c.param for c in attacks}) if clean_ok else ():
+    robust, unknown = correct("clean") if clean_ok else None, not clean_ok
+    for eps in sorted({c.param for c in attacks}):
         at_this_eps = [c for c in attacks if c.param == eps]
-        if any(c.id in failed for c in at_this_eps):
-            continue  # the worst case over the attacks is unknown: no robust accuracy rather than an inflated one
-        robust = correct("clean")
-        for c in at_this_eps:
+        # a failed attack leaves the worst case at this eps, and so at every larger one, unknown: no robust
+        # accuracy rather than an inflated one
+        unknown = unknown or any(c.id in failed for c in at_this_eps)
+        if unknown:
+            continue
+        for c in at_this_eps:  # the robust set at a smaller eps carries over: the curve cannot rise
             robust = robust & correct(c.id)
         frames.append(pd.DataFrame(accuracy_rows("robust", eps, robust)))
     metrics = pd.concat(frames, ignore_index=True)
@@ -287,7 +290,9 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
         return _metric(metrics, name, "accuracy", eps)
 
     at_eps = {c.name: evaluator.attacks[c.name].attack.white_box for c in attacks if c.param == evaluator.eps}
-    frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy),
+    sweep = [e for e in evaluator.eps_sweep if e != evaluator.large_eps]
+    frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy,
+                                                         sweep),
                                columns=METRIC_COLUMNS))
     metrics = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
     store.write_table("metrics.csv", metrics)

@@ -11,9 +11,10 @@ class _Broken(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.calls = 0
+        self.armed = False  # set by the plugin's finalize, after training: validation never arms it
 
     def evaluating(self, x: torch.Tensor) -> bool:
-        return not self.training and x.shape[0] > 4  # validation uses batches of 4
+        return self.armed and not self.training
 
 
 class NanOffGrid(_Broken):
@@ -37,13 +38,18 @@ class ShapeShift(_Broken):
         return out
 
 
+class _Arming(Baseline):
+    def finalize(self, network, *args) -> None:
+        network.armed = True
+
+
 @register_model("nan-off-grid")
-class NanOffGridPlugin(Baseline):
+class NanOffGridPlugin(_Arming):
     def build(self, task):
         return NanOffGrid(super().build(task))
 
 
 @register_model("shape-shift")
-class ShapeShiftPlugin(Baseline):
+class ShapeShiftPlugin(_Arming):
     def build(self, task):
         return ShapeShift(super().build(task))

@@ -1,0 +1,74 @@
+"""Every reported eps gets the whole attack set, and the robust-accuracy curve cannot rise with eps: a point
+broken at eps' lies inside every larger ball (docs/protocol.md, "Conditions")."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from benchmark.attacks import Attack
+from benchmark.attacks.plan import MAIN, PlannedAttack, attack_plan
+from benchmark.evaluation import Evaluator
+from benchmark.predictive import Predictor
+from benchmark.profiles import get_profile
+from benchmark.runner import _assemble_metrics, _evaluate
+from benchmark.store import RunStore
+
+
+class Threshold(nn.Module):
+    """Class 0 while the first pixel stays below 0.55, class 1 above: a 0.05 push breaks it."""
+
+    def forward(self, x):
+        pixel = x.flatten(1)[:, :1]
+        return 10 * torch.cat([0.55 - pixel, pixel - 0.55], dim=1)
+
+
+@dataclass(frozen=True)
+class Stalls(Attack):
+    """Finds the push at small budgets and gives up at large ones, as an attack whose loss saturates does."""
+
+    name = "stalls"
+
+    def __call__(self, predictor, x, y, eps, draws):
+        if eps >= 0.25:
+            return x.clone()
+        pushed = x.clone()
+        pushed.view(len(x), -1)[:, 0] += eps
+        return pushed
+
+
+def _robust_curve(tmp_path, plan) -> pd.Series:
+    x, y = torch.full((6, 1, 28, 28), 0.5), torch.zeros(6, dtype=torch.long)
+    evaluator = Evaluator(Predictor(Threshold(), "deterministic"), x, y,
+                          get_profile("quick", attacks=plan, noise_sigmas=(0.0,)), 0.3, torch.device("cpu"), 0)
+    store = RunStore(tmp_path / "run")
+    _evaluate(evaluator, store, "threshold")
+    _assemble_metrics(evaluator, store)
+    metrics = pd.read_csv(store.root / "metrics.csv")
+    robust = metrics[(metrics.condition == "robust") & (metrics.metric == "accuracy")]
+    return robust.set_index("param").value.sort_index()
+
+
+def test_an_attack_that_stalls_at_large_eps_cannot_make_the_curve_rise(tmp_path):
+    """Before, robust accuracy read 0 at eps/3 and 2eps/3 and 1 at eps: a curve rising with eps."""
+    curve = _robust_curve(tmp_path, (PlannedAttack(MAIN, Stalls(), "stalls at large eps"),))
+    assert list(curve.index) == pytest.approx([0.1, 0.2, 0.3, 0.5])
+    assert (curve == 0).all()
+    assert (np.diff(curve.to_numpy()) <= 0).all()
+
+
+def test_every_reported_eps_gets_the_whole_attack_set():
+    plan = attack_plan(pgd_steps=2, pgd_restarts=1, square_queries=5, autoattack=False)
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    evaluator = Evaluator(Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "deterministic"), x, y,
+                          get_profile("quick", attacks=plan), 0.3, torch.device("cpu"), 0)
+    attacks = [c for c in evaluator.plan() if c.name in evaluator.attacks]
+    by_eps = {}
+    for condition in attacks:
+        by_eps.setdefault(round(condition.param, 6), []).append(condition.name)
+    assert by_eps == {0.1: list(evaluator.attacks), 0.2: list(evaluator.attacks), 0.3: list(evaluator.attacks),
+                      0.5: [MAIN]}
+    assert list(evaluator.attacks)[-1] == "square"  # black-box after the white-box attacks it checks
