@@ -213,7 +213,10 @@ class Evaluator:
         the cascade: every attack at a smaller eps (its ball lies inside this one, so a point broken there is
         broken here) and, for a black-box attack, the white-box attacks at its own eps. The others are broken in
         every re-evaluation already and are not attacked again. ``load`` returns None for a condition that
-        failed: it removes no example."""
+        failed: it removes no example. Without ``load`` (an attack run on its own, as the benchmarks do) nothing is
+        known to be broken, and every example is attacked."""
+        if self.load is None:
+            return np.ones(len(self.y), dtype=bool)
         clean = self.load(Condition("clean").id)
         if clean is None:
             raise PluginOutputError("the clean condition failed, so no example is known to survive to be attacked")
