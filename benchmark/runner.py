@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import time
@@ -269,6 +270,7 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
         frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc",
                                                             "value": 0.5}])]))
 
+    @functools.cache  # the robust sets and every eps of the black-box check read the same files
     def correct(condition_id: str) -> np.ndarray | None:
         return None if condition_id in failed else store.load_arrays(condition_id)["correct"]
 
