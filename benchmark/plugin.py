@@ -20,6 +20,8 @@ switch the randomness off. Networks must not call ``backward`` or change grad mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
@@ -29,6 +31,8 @@ from torch import nn
 
 PredictiveKind = Literal["deterministic", "stochastic", "moments", "ensemble"]
 PREDICTIVE_KINDS: tuple[str, ...] = get_args(PredictiveKind)
+#: the key of ``ModelPlugin.gradient_variants`` for the forward's true derivative (measured, not attacked through)
+EXACT_GRADIENT = "exact"
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,15 @@ class ModelPlugin:
         """A deterministic version of ``network`` returning logits (posterior-mean weights, dropout off),
         the source of the transfer attack. ``None``: the harness uses the baseline trained on the same data."""
         return None
+
+    def gradient_variants(self, network: nn.Module) -> dict[str, Callable[[], AbstractContextManager]]:
+        """Other backward passes of a network whose ``gradients`` are surrogates (BPDA variants, Athalye, Carlini &
+        Wagner, ICML 2018): name -> a function returning a context manager inside which ``network`` computes the
+        same outputs and back-propagates through that variant. The training surrogate need not guide an attacker
+        best, so attacks also run through each one (``pgd-bpda-<name>``). The key :data:`EXACT_GRADIENT` is the
+        forward's true derivative (zero almost everywhere for spikes): not attacked through, it gives the
+        diagnostics' ``exact_zero_grad_share``. Default: none."""
+        return {}
 
     def supports(self, input_shape: tuple[int, int, int]) -> bool:
         return self.input_shapes is None or tuple(input_shape) in {tuple(s) for s in self.input_shapes}
