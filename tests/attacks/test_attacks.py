@@ -101,3 +101,42 @@ def test_attacks_never_switch_the_models_randomness_off(mnist_sample):
     assert mode_calls == []
     with torch.no_grad():
         assert not torch.equal(net(x), net(x))
+
+
+class NoisyLinear(nn.Module):
+    """A linear classifier on 4x4 images with Gaussian logit noise: a stochastic model for any class count."""
+
+    def __init__(self, classes: int, noise: float):
+        super().__init__()
+        self.linear = nn.Linear(16, classes)
+        with torch.no_grad():  # centred on the images' mean, so every class wins somewhere
+            self.linear.weight.normal_(0, 1)
+            self.linear.bias.copy_(-0.5 * self.linear.weight.sum(1))
+        self.noise = noise
+
+    def forward(self, x):
+        logits = self.linear(x.flatten(1))
+        return logits + self.noise * torch.randn_like(logits)
+
+
+@pytest.mark.parametrize("kind", ["deterministic", "stochastic"])
+@pytest.mark.parametrize("classes", [2, 3, 4])
+def test_autoattack_runs_on_datasets_with_few_classes(classes, kind, monkeypatch):
+    """Targets are capped at classes - 1 and the DLR stages need three (untargeted) or four (targeted)
+    classes: with fewer they are left out and the settings say so, instead of an IndexError inside
+    pyautoattack that would fail the plugin's condition."""
+    monkeypatch.setattr("benchmark.attacks.autoattack.STANDARD_SQUARE_QUERIES", 100)  # the stages, not the budget
+    torch.manual_seed(0)
+    net = NoisyLinear(classes, noise=0.0 if kind == "deterministic" else 0.05).eval()
+    x = torch.rand(12, 1, 4, 4)
+    predictor = Predictor(net, kind, num_classes=classes)
+    y = predictor.probs(x, 8).argmax(1)
+    eps = 0.03
+    attack = AutoAttack(seed=0)
+    x_adv = attack(predictor, x, y, eps, draws=4)
+    assert (x_adv - x).abs().max() <= eps + 1e-6
+    # some points survive APGD-CE, so the later (DLR, targeted) stages ran on them
+    assert 0 < accuracy(predictor, x_adv, y, draws=8) < 1
+    stages = attack.settings(predictor)["stages"]
+    assert ("apgd-dlr" in stages or "apgd-t" in stages) == (classes >= 3)
+    assert ("apgd-t" in stages) == (classes >= 4 and kind == "deterministic")
