@@ -1,7 +1,7 @@
 """Cross-checks of the harness's attacks against independent implementations.
 
-On the same trained MLP and the same MNIST test images, the harness's FGSM, PGD and AutoAttack must be
-at least as strong as torchattacks', Foolbox's and pyautoattack's (robust accuracy no more than one
+On the same trained MLP and the same MNIST test images, the harness's FGSM, PGD, AutoAttack and Square
+must be at least as strong as torchattacks', Foolbox's and pyautoattack's (robust accuracy no more than one
 point higher), and on a randomized toy defence (Gaussian input noise) its EOT-PGD must be at least as
 strong as pyautoattack's own ``rand`` version when both are judged by the same deployed rule.
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.attacks import FGSM, PGD, AutoAttack
+from benchmark.attacks import FGSM, PGD, AutoAttack, Square
 from benchmark.predictive import Predictor
 
 EPS = 0.08  # MNIST MLP: clean ~92%, PGD-20 leaves ~30%, so the comparison is informative
@@ -133,19 +133,22 @@ def test_fgsm_agrees_with_torchattacks_and_foolbox(trained_mlp, test_points):
 
 
 @pytest.fixture
-def autoattack_versions(monkeypatch):
-    """Records the version and attack list of every pyautoattack.AutoAttack built while the test runs."""
+def autoattack_runs(monkeypatch):
+    """Records the stages and settings of every pyautoattack.AutoAttack evaluation run while the test runs
+    (the harness builds a custom version set to the standard one's settings, so the version name differs)."""
     import pyautoattack.autoattack as paa
 
-    original = paa.AutoAttack._set_version
-    versions = []
+    original = paa.AutoAttack.run_standard_evaluation
+    runs = []
 
-    def set_version(self, version="standard"):
-        original(self, version)
-        versions.append((version, list(self.attacks_to_run)))
+    def run_standard_evaluation(self, *args, **kwargs):
+        runs.append((list(self.attacks_to_run), self.apgd.n_restarts, self.apgd_targeted.n_restarts,
+                     self.apgd_targeted.n_target_classes, self.fab.n_restarts, self.fab.n_target_classes,
+                     self.square.n_queries))
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(paa.AutoAttack, "_set_version", set_version)
-    return versions
+    monkeypatch.setattr(paa.AutoAttack, "run_standard_evaluation", run_standard_evaluation)
+    return runs
 
 
 def autoattack_accuracies(net, x, y):
@@ -166,16 +169,49 @@ def autoattack_accuracies(net, x, y):
             "identical": fraction_identical(harness, direct)}
 
 
-def test_autoattack_matches_pyautoattack_used_directly(trained_mlp, test_points, autoattack_versions):
+def test_autoattack_matches_pyautoattack_used_directly(trained_mlp, test_points, autoattack_runs):
     """Full standard AutoAttack, same seed: checks that the harness's wrapper (log-predictive outputs, its
-    choice of version, eps, seed, batch size, final projection) reproduces pyautoattack on the bare net."""
+    stages and their settings, eps, seed, batch size, final projection) reproduces pyautoattack on the bare net."""
     x, y = test_points
     x, y = x[:100], y[:100]
     acc = autoattack_accuracies(trained_mlp, x, y)
-    standard = ["apgd-ce", "apgd-t", "fab-t", "square"]
-    assert autoattack_versions == [("standard", standard), ("standard", standard)]
+    standard = (["apgd-ce", "apgd-t", "fab-t", "square"], 1, 1, 9, 1, 9, 5000)  # ten classes: the standard version
+    assert autoattack_runs == [standard, standard]
     assert 0.1 < acc["pyautoattack"] < 0.8, acc
     assert abs(acc["harness"] - acc["pyautoattack"]) <= TOL, acc
+
+
+# ----------------------------------------------------------------------------------------------------
+# Square Attack, deterministic model: the harness's own against pyautoattack's
+
+SQUARE_QUERIES = 300
+
+
+def square_accuracies(net, x, y):
+    """Same eps, p_init, budget and p schedule (rescaled to the budget). pyautoattack gets one query more per
+    example (its start is not counted in ``n_queries``); it draws one window position per iteration for the
+    whole batch, the harness one per example (as in the paper)."""
+    import logging
+
+    from pyautoattack.square import SquareAttack
+
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+    harness = Square(queries=SQUARE_QUERIES, p_init=0.8, seed=0)(Predictor(net, "deterministic"), x, y, EPS, 1)
+    reference = SquareAttack(net, norm="Linf", n_queries=SQUARE_QUERIES, eps=EPS, p_init=0.8, n_restarts=1, seed=0,
+                             resc_schedule=True, device="cpu")
+    with torch.no_grad():
+        direct = reference.perturb(x, y)
+    assert_in_threat_model(harness, x)
+    assert_in_threat_model(direct, x)
+    return {"clean": robust_accuracy(net, x, y), "harness": robust_accuracy(net, harness, y),
+            "pyautoattack": robust_accuracy(net, direct, y)}
+
+
+def test_square_is_at_least_as_strong_as_pyautoattacks(trained_mlp, test_points):
+    x, y = test_points
+    acc = square_accuracies(trained_mlp, x, y)
+    assert 0.1 < acc["pyautoattack"] < acc["clean"] - 0.1, acc  # partially robust: the counts can differ
+    assert acc["harness"] <= acc["pyautoattack"] + TOL, acc
 
 
 # ----------------------------------------------------------------------------------------------------
