@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from benchmark.models.ensemble import DeepEnsemble
 from benchmark.plugin import Task
 from benchmark.predictive import Predictor
-from benchmark.registry import get_plugin_class
 
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=60000)
 CIFAR = Task(dataset="cifar10", input_shape=(3, 32, 32), num_classes=10, n_train=50000)
@@ -56,8 +55,3 @@ def test_each_member_gets_the_gradient_of_its_own_cross_entropy():
     own = torch.autograd.grad(F.cross_entropy(net.members[2](x), y), params)
     for a, b in zip(joint, own, strict=True):
         torch.testing.assert_close(a, b)
-
-
-def test_registered_as_an_ensemble():
-    assert get_plugin_class("ensemble") is DeepEnsemble
-    assert DeepEnsemble.predictive == "ensemble"

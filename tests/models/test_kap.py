@@ -92,4 +92,3 @@ def test_plugin_puts_one_kap_after_every_conv_of_the_baseline(task, plugin):
 def test_recipe_trains_on_gaussian_noise(task):
     config = KAP().train_config(task)
     assert config.noise_sigma == (0.3 if task.is_small_grayscale else 0.1)
-    assert KAP.predictive == "deterministic"

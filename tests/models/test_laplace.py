@@ -9,7 +9,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmark.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.models.laplace_approx import LaplacePlugin, LastLayerLaplace, fit_last_layer_laplace
 from benchmark.plugin import Task
-from benchmark.registry import get_plugin_class
 
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=96)
 
@@ -86,7 +85,3 @@ def test_plugin_finalize_fills_the_buffers_and_the_checkpoint_carries_them(tmp_p
     load_checkpoint(fresh, tmp_path / "laplace.safetensors")
     torch.testing.assert_close(fresh(xb), out)
     torch.testing.assert_close(plugin.surrogate(fresh)(xb), network.net(xb))
-
-
-def test_registered_as_deterministic():
-    assert get_plugin_class("laplace") is LaplacePlugin and LaplacePlugin.predictive == "deterministic"

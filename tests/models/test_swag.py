@@ -10,7 +10,6 @@ from torch import nn
 from benchmark.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.models.swag import SWAG, SWAGNetwork, swag_sample
 from benchmark.plugin import Task, TrainConfig
-from benchmark.registry import get_plugin_class
 
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=64)
 
@@ -108,7 +107,3 @@ def test_finalize_collects_and_deploys_samples_that_survive_a_checkpoint_round_t
     load_checkpoint(fresh, tmp_path / "swag.safetensors")
     torch.testing.assert_close(fresh.eval()(xb), out)
     torch.testing.assert_close(plugin.surrogate(fresh)(xb), net.base(xb))
-
-
-def test_registered_as_an_ensemble():
-    assert get_plugin_class("swag") is SWAG and SWAG.predictive == "ensemble"
