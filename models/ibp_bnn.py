@@ -13,10 +13,26 @@ and the loss is −log p_y averaged over the batch plus KL(q ‖ prior) / N_trai
 ε grows linearly from 0 to the training ε over the first half of training, then stays; λ = 0.5 on
 MNIST-like data, 0.25 on colour images (the paper's values).
 
-Deployed, the network is a stochastic predictor: every forward pass is one posterior draw by local
-reparameterization (fresh noise per example). ``interval_logits`` gives the certify condition sound
-logit bounds for one weight draw; the harness certifies a point for a draw when l_y > max_{j≠y} u_j.
-The original code's test (argmax of a sum of softmaxes of bounds) is not sound and is not used.
+Deployed, the network is the BNN itself: every forward pass gives each row of the batch its own
+independent weight draw w ~ q (``sampling = "weights"`` of ``benchmark.layers.variational``: the dense
+layers by local reparameterization, which for one input vector per row is exactly the law of a weight
+draw; the convolutions with one kernel draw per row). Plain local reparameterization is not that law on
+the conv net: it draws the noise of every output position independently although the positions share
+one kernel, so its logits follow another distribution than any weight draw's.
+
+What is certified. ``interval_logits`` draws one w ~ q (the law every deployed row draws from) and
+bounds f_w over the box; the harness certifies draw w for x when l_y > max_{j≠y} u_j, which proves
+argmax f_w(x') = y for every x' in the ball B(x). The deployed rule draws afresh at every query, so the
+certificate is about the law, not about particular deployed draws. For every x' in B(x), a single
+deployed draw predicts y with probability ≥ π(x) = P_w(w certified for x), and the deployed decision
+(argmax of the mean softmax of S independent draws) is y with probability ≥ P(all of S draws certified)
+= π_S(x): if every draw puts y first everywhere in the ball, so does their mean softmax. The certify
+condition's per-(example, draw) results are samples of these events: ``certified_pair_fraction``
+estimates the mean of π over the test set (Wicker et al.'s probabilistic robustness), ``certified_acc``
+the mean of π_S, each a lower bound on the mean over the test set of min_{x' ∈ B(x)} P(the deployed rule
+is right at x'). No particular deployed query is proven right. (One certify draw serves a whole batch:
+each example's statement holds, but the examples of a batch are not independent.) The original code's
+test (argmax of a sum of softmaxes of bounds) is not sound and is not used.
 
 Architectures: 28×28 one-channel inputs get the paper's fully connected 784-512-10 ReLU net on the
 raw [0, 1] pixels; 32×32 colour inputs the small conv net of the authors' CIFAR example (conv 16@4×4,
@@ -54,6 +70,7 @@ from benchmark.layers.variational import (
     MeanFieldLinear,
     kl_divergence,
     posterior_mean,
+    set_sampling,
 )
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
@@ -67,12 +84,12 @@ def _one_draw(module: nn.Module):
 class RobustTrainingNet(nn.Sequential):
     """The BNN's layers, with the forward pass the robust likelihood needs in training mode.
 
-    Eval mode (deployment, attacks, the harness's checks): each call is one posterior draw by local
-    reparameterization, fresh noise per example. Training mode: each call draws ONE weight sample w for
-    the batch and returns the clean logits f_w(x); with the same w it propagates the box
-    ``input_box(x, train_eps)`` and keeps the logit bounds in ``train_bounds`` for the loss, which the
-    shared training loop calls right after the forward pass. ``train_eps`` follows the plugin's warm-up
-    from 0 to ``target_eps``.
+    Eval mode (deployment, attacks, the harness's checks): each call gives every row its own posterior
+    weight draw (``sampling = "weights"``), the law ``interval_logits`` certifies. Training mode: each
+    call draws ONE weight sample w for the batch and returns the clean logits f_w(x); with the same w it
+    propagates the box ``input_box(x, train_eps)`` and keeps the logit bounds in ``train_bounds`` for the
+    loss, which the shared training loop calls right after the forward pass. ``train_eps`` follows the
+    plugin's warm-up from 0 to ``target_eps``.
     """
 
     def __init__(self, *layers: nn.Module, target_eps: float):
@@ -119,25 +136,26 @@ class IBPBNN(ModelPlugin):
         return 0.5 if task.is_small_grayscale else 0.25
 
     def build(self, task: Task) -> nn.Module:
+        """The paper's net, deployed with one weight draw per row: the law ``interval_logits`` certifies."""
         channels, height, width = task.input_shape
         prior = dict(prior_std=self.prior_std, rho_init=self.rho_init)
         if task.is_small_grayscale:
-            return RobustTrainingNet(
+            layers = [
                 nn.Flatten(),
                 MeanFieldLinear(channels * height * width, 512, **prior), nn.ReLU(),
                 MeanFieldLinear(512, task.num_classes, **prior),
-                target_eps=self.training_eps(task),
-            )
-        side = (height - 6) // 2  # two valid 4x4 convs, then a 2x2 pool
-        return RobustTrainingNet(
-            Normalize((0.4914, 0.4822, 0.4465)[:channels], (0.2470, 0.2435, 0.2616)[:channels]),
-            MeanFieldConv2d(channels, 16, 4, **prior), nn.ReLU(),
-            MeanFieldConv2d(16, 32, 4, **prior), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            MeanFieldLinear(32 * side * side, 100, **prior), nn.ReLU(),
-            MeanFieldLinear(100, task.num_classes, **prior),
-            target_eps=self.training_eps(task),
-        )
+            ]
+        else:
+            side = (height - 6) // 2  # two valid 4x4 convs, then a 2x2 pool
+            layers = [
+                Normalize((0.4914, 0.4822, 0.4465)[:channels], (0.2470, 0.2435, 0.2616)[:channels]),
+                MeanFieldConv2d(channels, 16, 4, **prior), nn.ReLU(),
+                MeanFieldConv2d(16, 32, 4, **prior), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Flatten(),
+                MeanFieldLinear(32 * side * side, 100, **prior), nn.ReLU(),
+                MeanFieldLinear(100, task.num_classes, **prior),
+            ]
+        return set_sampling(RobustTrainingNet(*layers, target_eps=self.training_eps(task)), "weights")
 
     def train_config(self, task: Task) -> TrainConfig:
         extra = {"train_eps": self.training_eps(task), "lambda": self.mixing(task), "warmup": self.warmup,
@@ -161,6 +179,9 @@ class IBPBNN(ModelPlugin):
         return nll + kl_divergence(network) / task.n_train
 
     def interval_logits(self, network: nn.Module, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        """Sound logit bounds over the box of one weight draw w ~ q, the law of every deployed row's draw:
+        certified for x means f_w is right on the whole ball, so a deployed draw at any point of the ball is
+        right with probability at least P_w(certified) (module docstring)."""
         return propagate(network, lower, upper, _one_draw)
 
     def surrogate(self, network: nn.Module) -> nn.Module:

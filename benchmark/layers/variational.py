@@ -17,18 +17,32 @@ the noise of units sharing weights (one conv kernel at two positions) is drawn i
 *marginal* is exact, the correlations across positions are not (Kingma et al. 2015, Molchanov et al.
 2017 make the same approximation for convolutions).
 
+A layer can instead sample ``"weights"``: one independent draw of its weights per example, the exact law
+of the Bayesian network (what ``ibp-bnn`` deploys, so that the draws it certifies and the draws it deploys
+have one law). A dense layer meets one input vector per example, and the pre-activations of a weight draw
+are then independent across units with exactly the moments above: local reparameterization *is* an exact
+sampler of a per-example weight draw there, and is kept. A convolution applies its kernel at every
+position, so it draws one kernel per example and applies each with one grouped convolution
+(``groups = batch``), as cheap as the two convolutions of local reparameterization.
+
 API
 ---
 ``LocalReparameterization``
     Base class of a layer whose weights are independent Gaussians. Subclasses give the geometry
     (``transform(x, weight, bias)``: ``F.linear`` or ``F.conv2d``) and the distribution
     (``weight_moments() -> (w_mean, w_var, b_mean, b_var or None)`` and ``kl()``). It provides
-    ``forward(x)`` (local reparameterization, fresh noise on every call in train *and* eval mode),
-    ``sample_weights() -> (weight, bias)`` (one draw, differentiable in the variational parameters,
-    for interval bound propagation), ``mean_weights() -> (weight, bias)`` and ``deterministic()`` (an
+    ``forward(x)`` (fresh noise on every call in train *and* eval mode, drawn as ``sampling`` says:
+    ``"local"``, the default, local reparameterization; ``"weights"``, one weight draw per example),
+    ``sample_weights(n=None) -> (weight, bias)`` (one draw, differentiable in the variational parameters,
+    for interval bound propagation; with ``n``, n independent draws stacked on a leading axis),
+    ``mean_weights() -> (weight, bias)`` and ``deterministic()`` (an
     ``nn.Linear``/``nn.Conv2d`` holding the mean weights, built by the geometry's
     ``deterministic_layer(weight, bias)``). ``DenseGeometry`` and ``ConvGeometry`` are the two geometry
-    mixins; a new distribution (e.g. the ``vd`` plugin's log-uniform prior) subclasses both ways.
+    mixins; a new distribution (e.g. the ``vd`` plugin's log-uniform prior) subclasses both ways. A geometry
+    whose local reparameterization is not the law of a weight draw (``local_is_exact = False``) gives
+    ``transform_per_example(x, weight, bias)``, row i of x through draw i.
+``set_sampling(network, mode)``
+    Sets ``sampling`` (``"local"`` or ``"weights"``) on every variational layer of ``network``.
 ``MeanFieldLinear(in_features, out_features, prior_std=1.0, rho_init=-5.0)`` and
 ``MeanFieldConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, prior_std=1.0, rho_init=-5.0)``
     Gaussian weights *and* biases, σ = softplus(ρ), parameters ``weight_mu, weight_rho, bias_mu,
@@ -68,8 +82,18 @@ from torch import Tensor, nn
 VAR_FLOOR = 1e-16
 
 
+#: how a variational layer's forward pass draws: pre-activation noise, or one weight draw per example
+SAMPLING_MODES = ("local", "weights")
+
+
 class LocalReparameterization(nn.Module):
     """A layer linear in independent Gaussian weights, sampled through its pre-activations."""
+
+    #: ``"local"``: local reparameterization (exact marginals per unit); ``"weights"``: one weight draw per
+    #: example (the exact law of the Bayesian layer; see the module docstring)
+    sampling = "local"
+    #: whether local reparameterization already has the law of a per-example weight draw (dense layers)
+    local_is_exact = False
 
     def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """The layer's linear map for the given weights (``F.linear``, ``F.conv2d``, ...)."""
@@ -91,18 +115,29 @@ class LocalReparameterization(nn.Module):
         """The deterministic layer with the posterior-mean weights."""
         return self.deterministic_layer(*self.mean_weights())
 
+    def transform_per_example(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """The linear map with row i of ``x`` through ``weight[i]`` (and ``bias[i]``; a bias without the
+        leading axis is shared)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot apply one weight draw per example")
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.sampling == "weights" and not self.local_is_exact:
+            return self.transform_per_example(x, *self.sample_weights(x.shape[0]))
         w_mean, w_var, b_mean, b_var = self.weight_moments()
         mean = self.transform(x, w_mean, b_mean)
         var = self.transform(x.square(), w_var, b_var)
         return mean + (var + VAR_FLOOR).sqrt() * torch.randn_like(mean)
 
-    def sample_weights(self) -> tuple[Tensor, Tensor | None]:
-        """One draw (weight, bias) of the weights, w = μ + σ ε, differentiable in the variational parameters."""
+    def sample_weights(self, n: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """One draw (weight, bias) of the weights, w = μ + σ ε, differentiable in the variational parameters;
+        with ``n``, n independent draws along a new leading axis (a deterministic bias is not repeated)."""
         w_mean, w_var, b_mean, b_var = self.weight_moments()
-        weight = w_mean + w_var.sqrt() * torch.randn_like(w_mean)
-        bias = b_mean if b_var is None or b_mean is None else b_mean + b_var.sqrt() * torch.randn_like(b_mean)
-        return weight, bias
+        lead = () if n is None else (n,)
+        weight = w_mean + w_var.sqrt() * torch.randn(*lead, *w_mean.shape, dtype=w_mean.dtype, device=w_mean.device)
+        if b_var is None or b_mean is None:
+            return weight, b_mean
+        return weight, b_mean + b_var.sqrt() * torch.randn(*lead, *b_mean.shape, dtype=b_mean.dtype,
+                                                           device=b_mean.device)
 
     def mean_weights(self) -> tuple[Tensor, Tensor | None]:
         w_mean, _, b_mean, _ = self.weight_moments()
@@ -114,6 +149,10 @@ class DenseGeometry:
 
     in_features: int
     out_features: int
+    #: given one input vector, W a + b with independent Gaussian rows of W has independent Gaussian units
+    #: N(μ a + μ_b, σ² a² + σ_b²): local reparameterization samples a per-example weight draw exactly (up to
+    #: the std-1e-8 jitter of ``VAR_FLOOR``)
+    local_is_exact = True
 
     def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
@@ -135,6 +174,18 @@ class ConvGeometry:
 
     def transform(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.conv2d(x, weight, bias, self.stride, self.padding)
+
+    def transform_per_example(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """Kernel ``weight[i]`` on example i: the batch folded into channels, one group per example."""
+        n, channels = x.shape[:2]
+        if n == 0:
+            return self.transform(x, weight.new_zeros(weight.shape[1:]), None)
+        out = F.conv2d(x.reshape(1, n * channels, *x.shape[2:]), weight.flatten(0, 1), None, self.stride,
+                       self.padding, groups=n)
+        out = out.view(n, weight.shape[1], *out.shape[2:])
+        if bias is None:
+            return out
+        return out + (bias if bias.dim() == 2 else bias.expand(n, -1))[:, :, None, None]
 
     def deterministic_layer(self, weight: Tensor, bias: Tensor | None) -> nn.Conv2d:
         layer = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
@@ -250,6 +301,16 @@ def mean_field(layer: nn.Module, **kwargs) -> nn.Module | None:
     return None
 
 
+def set_sampling(network: nn.Module, mode: str) -> nn.Module:
+    """Make every variational layer of ``network`` draw as ``mode`` says (``SAMPLING_MODES``); returns it."""
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {mode!r}")
+    for module in network.modules():
+        if isinstance(module, LocalReparameterization):
+            module.sampling = mode
+    return network
+
+
 def swap_layers(network: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
     """Replace in place every submodule ``m`` for which ``convert(m)`` is not None (children of a replaced
     module are not visited); returns ``network``."""
@@ -294,5 +355,6 @@ __all__ = [
     "kl_divergence",
     "mean_field",
     "posterior_mean",
+    "set_sampling",
     "swap_layers",
 ]

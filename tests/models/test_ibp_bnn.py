@@ -1,5 +1,6 @@
-"""ibp-bnn: bounds of one posterior draw are sound, certified points survive PGD on the same weights,
-the robust likelihood by hand, the eps warm-up, and the certify condition end to end."""
+"""ibp-bnn: bounds of one posterior draw are sound, certified points survive random, corner and PGD points
+on the same weights, the deployed network draws from the law certification bounds (one weight draw per
+row), the robust likelihood by hand, the eps warm-up, and the certify condition end to end."""
 
 import copy
 
@@ -11,14 +12,17 @@ from torch import nn
 
 from benchmark.attacks import PGD
 from benchmark.bounds import certified, input_box, propagate
-from benchmark.layers.variational import LocalReparameterization, kl_divergence
+from benchmark.layers.variational import LocalReparameterization, MeanFieldConv2d, kl_divergence
 from benchmark.models.ibp_bnn import IBPBNN, robust_nll
 from benchmark.plugin import Task, TrainConfig
 from benchmark.predictive import Predictor
+from benchmark.randomness import row_correlation
+from benchmark.registry import get_plugin_class
 from benchmark.training import train
 
 MNIST = Task("mnist", (1, 28, 28), 10, 1000, "quick")
 CIFAR = Task("cifar10", (3, 32, 32), 10, 1000, "quick")
+SMALL_COLOUR = Task("cifar10", (3, 12, 12), 10, 1000, "quick")  # the CIFAR architecture, small and fast
 
 
 def draw_network(network: nn.Module, seed: int) -> nn.Module:
@@ -69,6 +73,66 @@ def test_bounds_of_one_posterior_draw_contain_its_logits_over_the_ball(task):
         torch.testing.assert_close(point[0], fixed(x))
         torch.testing.assert_close(point[1], fixed(x))
         assert not torch.allclose(point[0], draw_network(network, 12).double()(x))
+
+
+def wide_posterior(network: nn.Module) -> nn.Module:
+    """Weights for which the law of the logits is far from a point mass and the sharing of one kernel by
+    all positions shows: wide kernels; dense layers with positive means, so the logits add up the features
+    of every position and their correlation within a draw sets the logits' variance. The law of deployed
+    and certified draws must agree for any weights; these make a disagreement large."""
+    with torch.no_grad():
+        for layer in network:
+            if isinstance(layer, MeanFieldConv2d):
+                layer.weight_rho.fill_(-1.0)
+            elif isinstance(layer, LocalReparameterization):
+                layer.weight_mu.abs_()
+                layer.weight_rho.fill_(-4.0 if layer.in_features > 200 else -2.0)
+    return network
+
+
+def kurtosis(a: torch.Tensor) -> torch.Tensor:
+    centred = a - a.mean(0)
+    return centred.pow(4).mean(0) / centred.pow(2).mean(0).square()
+
+
+@pytest.mark.parametrize("task", [MNIST, SMALL_COLOUR])
+def test_deployed_logits_follow_the_law_of_the_draws_certification_bounds(task):
+    """At one input, the deployed network's logits over S rows and the logits of S draws of
+    ``interval_logits`` (on a point box the bounds are the draw's logits) agree in mean and variance within
+    Monte Carlo error. The input is nearly flat, so all positions see almost the same patch and one kernel
+    draw moves them together; local reparameterization of the conv net draws each position's noise
+    independently, and max-pooling independent noise raises the mean: z about 22 here."""
+    plugin, draws = IBPBNN(), 200
+    torch.manual_seed(0)
+    network = wide_posterior(plugin.build(task)).eval()
+    x = 0.5 + 0.05 * torch.rand(1, *task.input_shape)
+    with torch.no_grad():
+        deployed = network(x.expand(draws, *task.input_shape))
+        bounded = torch.cat([plugin.interval_logits(network, x, x)[0] for _ in range(draws)])
+    assert deployed.std(0).min() > 0.5  # draws differ by whole logits: a law worth comparing
+    z = (deployed.mean(0) - bounded.mean(0)) / (deployed.var(0) / draws + bounded.var(0) / draws).sqrt()
+    assert z.abs().max() < 4.5
+    # the sample variance's relative sd is sqrt((kurtosis - 1) / S): the logits are far from Gaussian
+    log_ratio = (deployed.var(0) / bounded.var(0)).log()
+    sd = ((kurtosis(deployed) - 1 + kurtosis(bounded) - 1) / draws).sqrt()
+    assert (log_ratio.abs() / sd).max() < 4.5
+
+
+@pytest.mark.parametrize("task", [MNIST, SMALL_COLOUR])
+def test_rows_of_a_batch_draw_independent_weights(task):
+    torch.manual_seed(0)
+    network = wide_posterior(IBPBNN().build(task)).eval()
+    assert abs(row_correlation(network, torch.rand(1, *task.input_shape))) < 0.25
+
+
+def test_only_ibp_bnn_deploys_weight_draws():
+    """The other plugins on the shared layers keep local reparameterization."""
+    torch.manual_seed(0)
+    assert {m.sampling for m in IBPBNN().build(CIFAR).modules() if isinstance(m, LocalReparameterization)} == {
+        "weights"}
+    for name in ("bbb", "vd", "stf-bnn"):
+        network = get_plugin_class(name)().build(CIFAR)
+        assert {m.sampling for m in network.modules() if isinstance(m, LocalReparameterization)} == {"local"}
 
 
 def test_training_forward_returns_the_clean_logits_of_the_draw_its_bounds_use():
@@ -138,9 +202,11 @@ def test_a_certified_point_is_never_flipped_by_pgd_on_the_same_weights(mnist_sam
     xc, yc = x[is_certified], y[is_certified]
     x_adv = PGD(steps=40, restarts=2)(fixed, xc, yc, eps, 1)
     assert (x_adv - xc).abs().max() <= eps + 1e-6
+    inside = ball_samples(xc, eps, 64)  # uniform points and corners of the ball
     with torch.no_grad():
         assert (fixed.network(x_adv).argmax(1) == yc).all()
         assert (fixed.network(xc).argmax(1) == yc).all()  # certified implies correct for that draw
+        assert (fixed.network(inside.flatten(0, 1)).argmax(1).view(64, -1) == yc).all()
 
 
 def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
