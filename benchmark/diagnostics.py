@@ -90,6 +90,11 @@ FLAGS: tuple[Flag, ...] = (
          f"chance explains (one-sided paired sign test, p < {ALPHA}): the gradients are masked", _below, 1.0),
     Flag("zero-grad", "zero_grad_share", ZERO_GRAD_TOLERANCE,
          f"more than {ZERO_GRAD_TOLERANCE:.0%} of clean inputs have an all-zero input gradient"),
+    Flag("shattered-gradients", "exact_zero_grad_share", ZERO_GRAD_TOLERANCE,
+         f"under the forward's true derivative more than {ZERO_GRAD_TOLERANCE:.0%} of clean inputs have an all-zero "
+         "input gradient (a piecewise-constant forward, e.g. spikes: shattered gradients, Athalye et al. 2018): the "
+         "white-box attacks follow surrogate derivatives (BPDA), the plugin's and the pgd-bpda variants, and the "
+         "robust accuracy rests on the worst case over them and the black-box attacks"),
     Flag("nan-grad", "nan_grad_share", 0.0, "some clean input has a non-finite input gradient"),
     Flag("probability-output", "probability_output_share", PROBABILITY_OUTPUT_SHARE,
          "the network's outputs already sum to one per row: probabilities fed to a cross-entropy"),
@@ -118,15 +123,18 @@ def sign_test(first: np.ndarray, second: np.ndarray) -> float:
 
 def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
                   load: Callable[[str], np.ndarray], accuracy: Callable[[str, float], float],
-                  sweep: Sequence[float] = ()) -> list[dict]:
+                  sweep: Sequence[float] = (), bpda: Sequence[str] = ()) -> list[dict]:
     """The numbers the attack-based flags are decided on: accuracy differences for the reader, and the
     p-values of paired sign tests over examples (:func:`sign_test`) that the flags fire on.
 
     ``attacks`` maps attack names run at ``eps`` (and at every eps of ``sweep``) to whether they are white-box;
     ``load(condition_id)`` gives a condition's [R, N] correctness, or None if it failed; ``accuracy(name, eps)``
     its mean accuracy, or NaN if it failed. The black-box check looks at every eps of the sweep (the cascade
-    leaves an eps only the survivors of the smaller ones), Bonferroni-corrected. Evidence that rests on a
-    failed condition is left out.
+    leaves an eps only the survivors of the smaller ones), Bonferroni-corrected. ``bpda`` names the attacks that
+    ran the main attack through other backward passes: ``surrogate_gain`` is how much lower the strongest of them
+    left the accuracy than the main attack through the plugin's own, the largest such difference over the sweep
+    (the cascade leaves a large eps only the survivors of the smaller ones; :func:`strongest_backward` names it).
+    Evidence that rests on a failed condition is left out.
     """
     from benchmark.evaluation import Condition
 
@@ -134,6 +142,10 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
             ("more_steps_gain", accuracy(MORE_STEPS, eps) - accuracy(MAIN, eps))]
     if MORE_DRAWS in attacks:
         rows.append(("eot_change", abs(accuracy(MORE_DRAWS, eps) - accuracy(MAIN, eps))))
+    if bpda:  # np.min is NaN where one of them failed: that eps is left out
+        gains = [accuracy(MAIN, at) - float(np.min([accuracy(name, at) for name in bpda]))
+                 for at in sorted({eps, *sweep})]
+        rows.append(("surrogate_gain", max((g for g in gains if not np.isnan(g)), default=float("nan"))))
     main, longer, more_draws = (load(Condition(name, eps).id) if name in attacks else None
                                 for name in (MAIN, MORE_STEPS, MORE_DRAWS))
     if main is not None and longer is not None:
@@ -159,6 +171,14 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
         rows += [("blackbox_gain", max(gains)), ("blackbox_p", min(1.0, len(p_values) * min(p_values)))]
     return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}
             for metric, value in rows if not np.isnan(value)]
+
+
+def strongest_backward(accuracies: dict[str, float]) -> str | None:
+    """The attack, among the main one through the plugin's own backward and its runs through other backward passes
+    (``accuracies``: name -> accuracy at one eps, in plan order), that left the lowest accuracy; the first on a tie,
+    so the plugin's own wins ties when listed first; None when none finished."""
+    finished = {name: value for name, value in accuracies.items() if not np.isnan(value)}
+    return min(finished, key=finished.get) if finished else None
 
 
 def flags(metrics: pd.DataFrame, num_classes: int, predictive: str) -> list[str]:

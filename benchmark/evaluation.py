@@ -11,6 +11,7 @@ final adversarial points re-evaluated R times with fresh randomness (docs/protoc
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from benchmark.attacks import Attack, input_gradient
+from benchmark.attacks.bpda import BPDA
 from benchmark.attacks.plan import MAIN
 from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
@@ -25,6 +27,7 @@ from benchmark.distributed import World
 from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
 from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
 from benchmark.outputs import logits_of
+from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
 from benchmark.progress import progress_bar
@@ -71,13 +74,16 @@ class Evaluator:
     ``load`` returns the stored arrays of a finished condition (Square runs only on the examples the
     white-box attacks left standing). ``surrogate`` is a deterministic predictor for the transfer attack.
     ``world`` shards the batches over torchrun processes; every rank gets the gathered results.
+    ``gradient_variants`` are the network's other backward passes (``ModelPlugin.gradient_variants``): a plan
+    line that needs them runs once through each, and the diagnostics measure the one named ``EXACT_GRADIENT``.
     """
 
     def __init__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, profile: Profile,
                  eps: float, device: torch.device, seed: int, *,
                  surrogate: tuple[str, Predictor] | None = None,
                  load: Callable[[str], dict[str, np.ndarray]] | None = None, world: World = World(),
-                 bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
+                 bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 gradient_variants: dict[str, Callable] | None = None):
         self.predictor = predictor
         self.x, self.y = x, y
         self.profile = profile
@@ -93,12 +99,29 @@ class Evaluator:
         self.reevals = profile.reevals if random else 1
         self.large_eps = large_eps(tuple(x.shape[1:]), eps)
         classes = predictor.num_classes or int(y.max()) + 1
+        variants = dict(gradient_variants or {})
+        for name in variants:  # each names conditions and so files in the run directory
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name):
+                raise BenchmarkError(f"gradient variant name {name!r}: use lower-case letters, digits, '.' and '-'")
+        self.exact_gradient = variants.pop(EXACT_GRADIENT, None)  # measured by the diagnostics, not attacked through
         context = {"randomness": random, "likelihood": predictor.likelihood is not None,
-                   "surrogate": surrogate is not None, "three-classes": classes >= 3}
-        self.attacks: dict[str, AttackRun] = {
-            p.name: AttackRun(p.attack.for_run(seed, surrogate), p.draws_for(self.eot), p.purpose)
-            for p in profile.attacks if p.needs == "always" or context[p.needs]
-        }
+                   "surrogate": surrogate is not None, "three-classes": classes >= 3,
+                   "gradient-variants": bool(variants)}
+        self.attacks: dict[str, AttackRun] = {}
+        for p in profile.attacks:
+            if p.needs != "always" and not context[p.needs]:
+                continue
+            attack, draws = p.attack.for_run(seed, surrogate), p.draws_for(self.eot)
+            if p.needs == "gradient-variants":  # one attack per backward pass, named after it
+                for variant, switch in variants.items():
+                    self.attacks[f"{p.name}-{variant}"] = AttackRun(BPDA(attack, variant, switch), draws, p.purpose)
+            else:
+                self.attacks[p.name] = AttackRun(attack, draws, p.purpose)
+
+    @property
+    def bpda_attacks(self) -> list[str]:
+        """The attacks that run through one of the network's other backward passes, in plan order."""
+        return [name for name, run in self.attacks.items() if isinstance(run.attack, BPDA)]
 
     @property
     def eps_sweep(self) -> list[float]:
@@ -180,12 +203,17 @@ class Evaluator:
         return rows, arrays
 
     def _diagnostics(self):
-        """Input gradients of the deployed rule at the clean points, the raw output's range, whether two
-        identical forward passes of a model declared non-random agree, and whether a random model's draws
+        """Input gradients of the deployed rule at the clean points (and, for a network with surrogate gradients,
+        under the forward's true derivative: what an attack without BPDA would get), the raw output's range, whether
+        two identical forward passes of a model declared non-random agree, and whether a random model's draws
         are independent across the rows of a batch (``benchmark.randomness``)."""
 
         def batch_counts(_, xb, yb):
             grad = input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1)
+            exact = np.nan
+            if self.exact_gradient is not None:  # the forward's true derivative: zero a.e. for a piecewise-constant one
+                with self.exact_gradient():
+                    exact = (input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1).abs().sum(1) == 0).sum()
             with torch.no_grad():
                 first, second = self.predictor.network(xb), self.predictor.network(xb)
                 first, second = logits_of(first), logits_of(second)
@@ -193,10 +221,10 @@ class Evaluator:
                 correlation = row_correlation(self.predictor.network, xb) if self.predictor.is_random else np.nan
                 return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
                         sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(),
-                        correlation, len(yb))
+                        correlation, float(exact), len(yb))
 
-        # every batch's result is the same 6-tuple: the transposed columns have equal length
-        zero, nonfinite, prob_rows, variations, correlations, sizes = zip(
+        # every batch's result is the same 7-tuple: the transposed columns have equal length
+        zero, nonfinite, prob_rows, variations, correlations, exact_zero, sizes = zip(
             *self._map(Condition("diagnostics"), batch_counts), strict=True)
         zero, nonfinite, prob_rows, variation, n = (sum(zero), sum(nonfinite), sum(prob_rows), max(variations),
                                                     sum(sizes))
@@ -206,6 +234,8 @@ class Evaluator:
                 _row("diagnostics", None, "output_variation", variation)]
         if self.predictor.is_random:
             rows.append(_row("diagnostics", None, "row_correlation", float(np.nanmean(correlations))))
+        if self.exact_gradient is not None:
+            rows.append(_row("diagnostics", None, "exact_zero_grad_share", sum(exact_zero) / n))
         return rows, {"n": np.array([n])}
 
     def survivors(self, condition: Condition) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import diagnostics, figures
+from benchmark.attacks.plan import MAIN
 from benchmark.errors import BenchmarkError
 from benchmark.render import (
     Block,
@@ -187,6 +188,7 @@ def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str])
         budget = ", ".join(f"{k}={v}" for k, v in s.items() if k != "purpose")
         items.append(f"{name}: {purpose} ({budget})" if purpose else f"{name}: {budget}")
     blocks.append(Bullets(items) if items else Paragraph("No attacks recorded."))
+    blocks += _backward_passes(config, metrics)
     blocks.append(Paragraph(
         "Every final adversarial point is re-evaluated R times with fresh randomness by the deployed rule. "
         "Robust accuracy at an ε is the per-example worst case over clean correctness and every attack run at "
@@ -206,6 +208,30 @@ def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str])
     blocks += [Heading("Gradient-masking checks", level=3),
                Table(pd.DataFrame(rows, columns=["flag", "result", "evidence", "fires when"]))]
     return blocks
+
+
+def _backward_passes(config: dict, metrics: pd.DataFrame) -> list[Block]:
+    """For a network attacked through several backward passes (BPDA variants): which one guided PGD best at each eps
+    of the sweep (the cascade leaves a large eps only the survivors of the smaller ones, where all may tie)."""
+    settings = config.get("attack_settings") or {}
+    label = {MAIN: "the plugin's own surrogate"}
+    label |= {name: s["backward"] for name, s in settings.items() if "backward" in s}
+    if len(label) == 1:
+        return []
+    frames = {name: _condition(metrics, name) for name in label}
+    sweep = sorted({float(e) for name, frame in frames.items() if name != MAIN for e in frame.index})
+    verdicts = []
+    for eps in sweep:
+        accuracy = {name: (row.get("accuracy") if (row := _at(frame, eps)) is not None else None)
+                    for name, frame in frames.items()}
+        accuracy = {name: float("nan") if missing(value) else float(value) for name, value in accuracy.items()}
+        winner = diagnostics.strongest_backward(accuracy)
+        verdicts.append(f"ε = {eps_text(eps)}: " + ("none finished" if winner is None else
+                                                    f"{winner} ({num(accuracy[winner])}; own {num(accuracy[MAIN])})"))
+    listed = ", ".join(f"{name} ({backward})" for name, backward in label.items())
+    return [Paragraph(f"Backward passes. The forward is not differentiable, so PGD with one budget followed each of "
+                      f"these derivatives: {listed}. Strongest (lowest accuracy; the plugin's own on a tie): "
+                      f"{'; '.join(verdicts)}. Every one enters the worst case.")]
 
 
 def _settings_table(config: dict) -> pd.DataFrame:

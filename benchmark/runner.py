@@ -148,7 +148,7 @@ def run(request: RunRequest) -> dict:
 
     evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes),
                           x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world,
-                          bounds=bounds)
+                          bounds=bounds, gradient_variants=plugin.gradient_variants(network))
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings())
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
@@ -294,7 +294,7 @@ def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
     at_eps = {c.name: evaluator.attacks[c.name].attack.white_box for c in attacks if c.param == evaluator.eps}
     sweep = [e for e in evaluator.eps_sweep if e != evaluator.large_eps]
     frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy,
-                                                         sweep),
+                                                         sweep, evaluator.bpda_attacks),
                                columns=METRIC_COLUMNS))
     metrics = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
     store.write_table("metrics.csv", metrics)

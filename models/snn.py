@@ -5,7 +5,9 @@ Scheme for Better Model Robustness", arXiv 2302.10802) is compared with: the sam
 (:mod:`benchmark.layers.spiking`), trained by back-propagation through time with the fast-sigmoid surrogate
 derivative of the spike (Neftci, Mostafa, Zenke, IEEE Signal Processing Magazine 2019; Zenke & Ganguli,
 Neural Computation 2018). Direct encoding makes it deterministic; attacks use the same surrogate
-derivative (BPDA), which the plugin declares with ``gradients = "surrogate"``.
+derivative (BPDA), which the plugin declares with ``gradients = "surrogate"``, and the other surrogates of
+:data:`benchmark.layers.spiking.BPDA_SURROGATES` (``gradient_variants``): the training surrogate need not be the
+attacker's best guide through the spikes.
 
 Architectures (ours; the text of 2302.10802 available to us does not give its networks):
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 from torch import nn
 
 from benchmark.layers.normalize import Normalize
-from benchmark.layers.spiking import MembraneNoise, Readout, SpikingLayer, SpikingNetwork
+from benchmark.layers.spiking import MembraneNoise, Readout, SpikingLayer, SpikingNetwork, gradient_variants
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
 
@@ -74,3 +76,7 @@ class SNN(ModelPlugin):
         if task.profile == "quick":
             return TrainConfig(epochs=2, lr=1e-3, min_steps=900)
         return TrainConfig(epochs=20 if task.is_small_grayscale else 60, lr=1e-3)
+
+    def gradient_variants(self, network: nn.Module) -> dict:
+        """Attacked through other surrogate derivatives too (BPDA variants); "exact": the spikes' true derivative."""
+        return gradient_variants(network)

@@ -18,7 +18,8 @@ its LIF neuron and its surrogate spike derivative are those of ``snn`` (:mod:`mo
 Noise stays on at test time: the robustness the paper reports comes from the noisy network, so the
 plugin is ``stochastic`` (the harness averages the softmax of S draws and attacks it with EOT over the
 noise). Attacks get input gradients through the surrogate spike derivative (BPDA): ``gradients =
-"surrogate"``. The likelihood-ratio rule is only how the weights are trained.
+"surrogate"``, through the fast sigmoid and the other surrogates of ``gradient_variants``, as ``snn``. The
+likelihood-ratio rule is only how the weights are trained.
 
 Not verified against the full text (only the abstract was available to us): the networks, T, the encoding,
 the initial noise level, whether test-time noise is kept, and the paper's memory-saving approximation. Our
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.layers.spiking import MembraneNoise, SpikingNetwork, likelihood_ratio_loss
+from benchmark.layers.spiking import MembraneNoise, SpikingNetwork, gradient_variants, likelihood_ratio_loss
 from benchmark.models.snn import build_spiking_net, time_steps
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
 from benchmark.registry import register_model
@@ -74,6 +75,10 @@ class SNNNoise(ModelPlugin):
         logits = network.draw_logits  # [draws, B, classes]
         losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(logits.shape[0]), reduction="none")
         return likelihood_ratio_loss(losses.view(logits.shape[:2]), network.score)
+
+    def gradient_variants(self, network: nn.Module) -> dict:
+        """The surrogate derivatives ``snn`` is attacked through (BPDA variants), and the spikes' true derivative."""
+        return gradient_variants(network)
 
     def surrogate(self, network: nn.Module) -> nn.Module:
         """The same weights without membrane noise: a deterministic network for the transfer attack."""

@@ -1,6 +1,7 @@
 """Every reported eps gets the whole attack set, and the robust-accuracy curve cannot rise with eps: a point
 broken at eps' lies inside every larger ball (docs/protocol.md, "Conditions")."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,11 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.attacks import Attack
-from benchmark.attacks.plan import MAIN, PlannedAttack, attack_plan
+from benchmark import diagnostics
+from benchmark.attacks import PGD, Attack
+from benchmark.attacks.plan import BPDA_PREFIX, MAIN, PlannedAttack, attack_plan
 from benchmark.evaluation import Evaluator
+from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
+from benchmark.report import _backward_passes
 from benchmark.runner import _assemble_metrics, _evaluate
 from benchmark.store import RunStore
 
@@ -72,3 +76,59 @@ def test_every_reported_eps_gets_the_whole_attack_set():
     assert by_eps == {0.1: list(evaluator.attacks), 0.2: list(evaluator.attacks), 0.3: list(evaluator.attacks),
                       0.5: [MAIN]}
     assert list(evaluator.attacks)[-1] == "square"  # black-box after the white-box attacks it checks
+
+
+class _Backward(torch.autograd.Function):
+    """Identity forward; the backward scales the gradient by ``direction`` (-1: misleading, 0: none)."""
+
+    @staticmethod
+    def forward(ctx, x, direction):
+        ctx.direction = direction
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.direction, None
+
+
+class Misleading(nn.Module):
+    """:class:`Threshold` behind a backward pointing the wrong way, as a poor surrogate derivative may: PGD through
+    it never crosses the threshold; through its "true" variant it does at every eps of the sweep."""
+
+    def __init__(self):
+        super().__init__()
+        self.direction = -1.0
+
+    def forward(self, x):
+        return Threshold()(_Backward.apply(x, self.direction))
+
+
+def test_an_attack_through_another_backward_pass_enters_the_worst_case_and_is_named_the_strongest(tmp_path):
+    model = Misleading()
+
+    @contextmanager
+    def backward(direction):
+        model.direction = direction
+        yield
+        model.direction = -1.0
+
+    pgd = PGD(steps=5, random_start=False)
+    plan = (PlannedAttack(MAIN, pgd, "own backward"),
+            PlannedAttack(BPDA_PREFIX, pgd, "other backward", needs="gradient-variants"))
+    x, y = torch.full((6, 1, 28, 28), 0.5), torch.zeros(6, dtype=torch.long)
+    evaluator = Evaluator(Predictor(model, "deterministic"), x, y,
+                          get_profile("quick", attacks=plan, noise_sigmas=(0.0,)), 0.3, torch.device("cpu"), 0,
+                          gradient_variants={"true": lambda: backward(1.0), EXACT_GRADIENT: lambda: backward(0.0)})
+    store = RunStore(tmp_path / "run")
+    _evaluate(evaluator, store, "misleading")
+    _assemble_metrics(evaluator, store)
+    metrics = pd.read_csv(store.root / "metrics.csv")
+    accuracy = metrics[metrics.metric == "accuracy"].pivot_table(index="param", columns="condition", values="value")
+    accuracy.index = accuracy.index.to_series().round(6)
+    assert accuracy.loc[0.1, MAIN] == 1 and accuracy.loc[0.1, f"{BPDA_PREFIX}-true"] == 0
+    assert (accuracy.loc[[0.1, 0.2, 0.3], "robust"] == 0).all()  # the variant's success is the worst case
+    evidence = metrics[metrics.condition == "diagnostics"].set_index("metric").value
+    assert evidence["surrogate_gain"] == 1 and evidence["exact_zero_grad_share"] == 1
+    assert "shattered-gradients" in diagnostics.flags(metrics, 2, "deterministic")
+    (paragraph,) = _backward_passes({"eps": 0.3, "attack_settings": evaluator.attack_settings()}, metrics)
+    assert f"ε = 0.1: {BPDA_PREFIX}-true (0.0000; own 1.0000)" in paragraph.text

@@ -51,6 +51,7 @@ def _metrics(**diag):
 @pytest.mark.parametrize("evidence, flag", [
     ({"large_eps_accuracy": 0.16}, "eps-no-collapse"),
     ({"zero_grad_share": 0.02}, "zero-grad"),
+    ({"exact_zero_grad_share": 0.02}, "shattered-gradients"),
     ({"nan_grad_share": 0.001}, "nan-grad"),
     ({"probability_output_share": 1.0}, "probability-output"),
     ({"row_correlation": 0.6}, "shared-randomness"),
@@ -112,3 +113,18 @@ def test_randomness_is_only_unreported_for_non_random_kinds():
     metrics = _metrics(output_variation=0.3)
     assert diagnostics.flags(metrics, 10, "deterministic") == ["randomness-unreported"]
     assert diagnostics.flags(metrics, 10, "stochastic") == []
+
+
+def test_the_strongest_backward_pass_and_the_surrogate_gain_by_hand():
+    assert diagnostics.strongest_backward({"pgd": 0.4, "pgd-bpda-a": 0.3, "pgd-bpda-b": 0.35}) == "pgd-bpda-a"
+    assert diagnostics.strongest_backward({"pgd": 0.3, "pgd-bpda-a": 0.3}) == "pgd"  # a tie: the plugin's own
+    assert diagnostics.strongest_backward({"pgd": np.nan, "pgd-bpda-a": 0.5}) == "pgd-bpda-a"  # pgd failed
+    assert diagnostics.strongest_backward({"pgd": np.nan}) is None
+    accuracies = {("pgd", 0.1): 0.6, ("pgd-bpda-a", 0.1): 0.5, ("pgd-bpda-b", 0.1): 0.45,
+                  ("pgd", 0.3): 0.1, ("pgd-bpda-a", 0.3): 0.1, ("pgd-bpda-b", 0.3): np.nan}
+    rows = diagnostics.evidence_rows(0.3, 0.5, {}, lambda _: None, lambda n, e: accuracies.get((n, e), np.nan),
+                                     sweep=(0.1, 0.3), bpda=("pgd-bpda-a", "pgd-bpda-b"))
+    # the largest gain over the sweep (0.6 - 0.45 at 0.1); eps 0.3, where b failed, is left out
+    assert {r["metric"]: r["value"] for r in rows}["surrogate_gain"] == pytest.approx(0.15)
+    rows = diagnostics.evidence_rows(0.3, 0.5, {}, lambda _: None, lambda n, e: accuracies.get((n, e), np.nan))
+    assert "surrogate_gain" not in {r["metric"] for r in rows}  # no other backward pass

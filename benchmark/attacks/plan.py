@@ -22,12 +22,16 @@ from benchmark.attacks.transfer import Transfer
 MAIN = "pgd"  # the main white-box attack, the one run over the whole eps sweep
 MORE_STEPS = "pgd-long"
 MORE_DRAWS = "pgd-eot2x"
+#: the main attack through each of the plugin's other backward passes: conditions ``pgd-bpda-<variant>``
+BPDA_PREFIX = "pgd-bpda"
 
 #: EOT draws per step: the profile's K, twice K, or one (attacks that follow no randomness)
 Draws = Literal["eot", "double-eot", "single"]
 #: which models an attack applies to: all, random ones, those with their own likelihood, those with a
-#: transfer surrogate, those with at least three classes (the DLR margin's denominator needs a third)
-Needs = Literal["always", "randomness", "likelihood", "surrogate", "three-classes"]
+#: transfer surrogate, those with at least three classes (the DLR margin's denominator needs a third), those
+#: with other backward passes (``ModelPlugin.gradient_variants``: the attack runs once through each, as
+#: ``<name>-<variant>``)
+Needs = Literal["always", "randomness", "likelihood", "surrogate", "three-classes", "gradient-variants"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
         PlannedAttack("pgd-likelihood", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="likelihood"),
                       "PGD on the plugin's own likelihood instead of the cross-entropy",
                       draws="single", needs="likelihood"),
+        PlannedAttack(BPDA_PREFIX, pgd, "PGD through another surrogate derivative of the non-differentiable forward "
+                      "(BPDA, Athalye et al. 2018): the training surrogate need not guide an attacker best",
+                      needs="gradient-variants"),
     ]
     if autoattack:
         plan.append(PlannedAttack("autoattack", AutoAttack(),

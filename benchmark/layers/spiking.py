@@ -12,6 +12,11 @@ The reset term is detached from the graph (Zenke & Vogels, Neural Computation 20
 that keeps the surrogate gradient from flowing through the reset. Attacks reach the input through the
 same surrogate derivative (BPDA), so plugins built here declare ``gradients = "surrogate"``.
 
+The derivative the backward uses is an attribute of every :class:`SpikingLayer` (:class:`Surrogate`: a shape
+and a slope), which :func:`surrogate_gradient` switches for the duration of an attack without touching the
+forward: a network trained through one surrogate is also attacked through others (BPDA variants, Athalye,
+Carlini & Wagner, ICML 2018), since nothing makes the training surrogate the best guide for an attacker.
+
 Inputs are presented by direct encoding: the (normalised) image is the input of the first synaptic
 layer at every one of the T steps, so the network is deterministic unless noise is injected. The
 read-out layer does not spike: the logits are the time average of its synaptic current.
@@ -32,44 +37,134 @@ Outside that mode (evaluation, attacks) the noise stays on and gradients flow th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: slope k of the fast-sigmoid surrogate derivative
+from benchmark.plugin import EXACT_GRADIENT
+
+#: slope k of the fast-sigmoid surrogate derivative the spiking plugins are trained with
 SURROGATE_SLOPE = 5.0
 
 
 def surrogate_derivative(u: torch.Tensor, slope: float = SURROGATE_SLOPE) -> torch.Tensor:
-    """The fast-sigmoid pseudo-derivative 1 / (1 + k|u|)^2 of the Heaviside step at u (u = membrane - threshold)."""
+    """The fast-sigmoid pseudo-derivative 1 / (1 + k|u|)^2 of the Heaviside step at u (u = membrane - threshold):
+    the derivative of u / (1 + k|u|) (SuperSpike, Zenke & Ganguli 2018); peak 1, integral 2 / k."""
     return 1.0 / (1.0 + slope * u.abs()).pow(2)
 
 
+def sigmoid_derivative(u: torch.Tensor, slope: float) -> torch.Tensor:
+    """The derivative k sigma(k u) (1 - sigma(k u)) of the logistic sigmoid sigma(k u) (Zenke & Vogels, Neural
+    Computation 2021; Neftci, Mostafa & Zenke 2019): peak k / 4, integral 1, tails falling as exp(-k|u|)."""
+    s = torch.sigmoid(slope * u)
+    return slope * s * (1 - s)
+
+
+def arctan_derivative(u: torch.Tensor, slope: float) -> torch.Tensor:
+    """(k / 2) / (1 + (pi k u / 2)^2), the derivative of arctan(pi k u / 2) / pi + 1/2 (Fang et al., "Incorporating
+    Learnable Membrane Time Constant to Enhance Learning of Spiking Neural Networks", ICCV 2021): peak k / 2,
+    integral 1, tails falling as 1 / u^2."""
+    return (slope / 2) / (1 + (torch.pi * slope * u / 2).pow(2))
+
+
+def rectangular_derivative(u: torch.Tensor, slope: float) -> torch.Tensor:
+    """The box k 1{|u| < 1 / (2k)}, of width 1 / k and integral 1 (Wu et al., "Spatio-Temporal Backpropagation for
+    Training High-Performance Spiking Neural Networks", Frontiers in Neuroscience 2018; a windowed straight-through
+    estimator, Bengio et al. 2013): zero away from the threshold, like the true derivative."""
+    return slope * (u.abs() < 1 / (2 * slope)).to(u.dtype)
+
+
+def exact_derivative(u: torch.Tensor, slope: float) -> torch.Tensor:
+    """The Heaviside step's own derivative: zero wherever it exists (everywhere but u = 0 exactly), so every input
+    gradient of a spiking network is zero. Not for attacks: it shows the gradients an attack without BPDA gets."""
+    return torch.zeros_like(u)
+
+
+#: shape name -> derivative(u, slope): the surrogate family attacks can switch the backward to
+SURROGATES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "fast-sigmoid": surrogate_derivative, "sigmoid": sigmoid_derivative, "arctan": arctan_derivative,
+    "rectangular": rectangular_derivative, "exact": exact_derivative,
+}
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """Which derivative the spike's backward uses: a shape of :data:`SURROGATES` and its slope k."""
+
+    shape: str = "fast-sigmoid"
+    slope: float = SURROGATE_SLOPE
+
+    def __post_init__(self):
+        if self.shape not in SURROGATES:
+            raise ValueError(f"unknown surrogate {self.shape!r}; choose one of {', '.join(SURROGATES)}")
+
+    @property
+    def name(self) -> str:
+        return "exact" if self.shape == "exact" else f"{self.shape}-k{self.slope:g}"
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return SURROGATES[self.shape](u, self.slope)
+
+
+#: the surrogate the spiking plugins are trained with
+TRAINING_SURROGATE = Surrogate()
+#: the other backward passes attacks go through: two shapes other than the training one, each wide (k = 1: every
+#: neuron passes gradient, whatever its distance from the threshold) and narrow (k = 10: only those near it)
+BPDA_SURROGATES = tuple(Surrogate(shape, k) for shape in ("sigmoid", "arctan") for k in (1.0, 10.0))
+
+
 class SpikeFunction(torch.autograd.Function):
-    """Heaviside step forward, :func:`surrogate_derivative` backward."""
+    """Heaviside step forward, the given :class:`Surrogate` derivative backward."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, slope: float) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
         ctx.save_for_backward(u)
-        ctx.slope = slope
+        ctx.surrogate = surrogate
         return (u > 0).to(u.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (u,) = ctx.saved_tensors
-        return grad * surrogate_derivative(u, ctx.slope), None
+        return grad * ctx.surrogate(u), None
 
 
-def spike(u: torch.Tensor, slope: float = SURROGATE_SLOPE) -> torch.Tensor:
+def spike(u: torch.Tensor, surrogate: Surrogate = TRAINING_SURROGATE) -> torch.Tensor:
     """Spikes H(u) (u = membrane - threshold), differentiable through the surrogate derivative."""
-    return SpikeFunction.apply(u, slope)
+    return SpikeFunction.apply(u, surrogate)
 
 
 def lif_step(current: torch.Tensor, membrane: torch.Tensor | None, spikes: torch.Tensor | None,
-             beta: float, threshold: float, slope: float = SURROGATE_SLOPE) -> tuple[torch.Tensor, torch.Tensor]:
+             beta: float, threshold: float,
+             surrogate: Surrogate = TRAINING_SURROGATE) -> tuple[torch.Tensor, torch.Tensor]:
     """One LIF step: returns (membrane u_t, spikes s_t) from the current I_t and the previous state (None at t = 1)."""
     membrane = current if membrane is None else beta * membrane + current - threshold * spikes.detach()
-    return membrane, spike(membrane - threshold, slope)
+    return membrane, spike(membrane - threshold, surrogate)
+
+
+@contextmanager
+def surrogate_gradient(network: nn.Module, surrogate: Surrogate) -> Iterator[None]:
+    """Within the block every :class:`SpikingLayer` of ``network`` back-propagates through ``surrogate``; the forward
+    is unchanged, and each layer's own derivative is restored on leaving."""
+    layers = [m for m in network.modules() if isinstance(m, SpikingLayer)]
+    before = [layer.surrogate for layer in layers]
+    for layer in layers:
+        layer.surrogate = surrogate
+    try:
+        yield
+    finally:
+        for layer, own in zip(layers, before, strict=True):
+            layer.surrogate = own
+
+
+def gradient_variants(network: nn.Module) -> dict[str, Callable[[], AbstractContextManager]]:
+    """The BPDA variants of a spiking network for ``ModelPlugin.gradient_variants``: every surrogate of
+    :data:`BPDA_SURROGATES` by name, and under ``EXACT_GRADIENT`` the true derivative the diagnostics measure."""
+    variants = {s.name: (lambda s=s: surrogate_gradient(network, s)) for s in BPDA_SURROGATES}
+    return variants | {EXACT_GRADIENT: lambda: surrogate_gradient(network, Surrogate("exact"))}
 
 
 class MembraneNoise(nn.Module):
@@ -113,22 +208,23 @@ class SpikingLayer(nn.Module):
     """A synaptic layer (``nn.Linear`` or ``nn.Conv2d``) feeding LIF neurons, with optional membrane noise."""
 
     def __init__(self, synapse: nn.Module, beta: float = 0.9, threshold: float = 1.0,
-                 noise: MembraneNoise | None = None):
+                 noise: MembraneNoise | None = None, surrogate: Surrogate = TRAINING_SURROGATE):
         super().__init__()
         self.synapse = synapse
         self.beta = beta
         self.threshold = threshold
         self.noise = noise
+        self.surrogate = surrogate  # the backward's derivative; not state: :func:`surrogate_gradient` switches it
 
     def step(self, current: torch.Tensor, state: tuple | None, score: list | None):
         """Noise (if any), then one LIF step; returns (spikes, new state)."""
         if self.noise is not None:
             current = self.noise(current, score)
-        membrane, spikes = lif_step(current, *(state or (None, None)), self.beta, self.threshold)
+        membrane, spikes = lif_step(current, *(state or (None, None)), self.beta, self.threshold, self.surrogate)
         return spikes, (membrane, spikes)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+        return f"beta={self.beta}, threshold={self.threshold}, surrogate={self.surrogate.name}"
 
 
 class Readout(nn.Module):

@@ -1,12 +1,15 @@
 """Attacks are data: a profile's plan decides which conditions run, with which draws and settings."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import pytest
 import torch
 from torch import nn
 
 from benchmark.attacks import Attack, project
-from benchmark.attacks.plan import MAIN, PlannedAttack, attack_plan
+from benchmark.attacks.plan import BPDA_PREFIX, MAIN, PlannedAttack, attack_plan
+from benchmark.errors import BenchmarkError
 from benchmark.evaluation import Condition, Evaluator
 from benchmark.predictive import Predictor
 from benchmark.profiles import PROFILES, get_profile
@@ -101,3 +104,51 @@ def test_the_transfer_attack_takes_the_profiles_restarts():
     for profile in PROFILES.values():
         transfer, pgd = ({p.name: p.attack for p in profile.attacks}[name] for name in ("transfer", "pgd"))
         assert (transfer.steps, transfer.restarts) == (pgd.steps, pgd.restarts)
+
+
+def test_a_plugin_with_other_backward_passes_is_attacked_through_each_at_every_eps():
+    """BPDA variants (ModelPlugin.gradient_variants): one white-box condition per variant at every eps of the sweep,
+    before the black-box attacks that check them; the true derivative ("exact") is measured, not attacked through."""
+    entered = []
+
+    def switch(name):
+        @contextmanager
+        def backward():
+            entered.append(name)
+            yield
+            entered.append(f"/{name}")
+        return backward
+
+    plain = _evaluator()
+    evaluator = _evaluator()
+    evaluator = Evaluator(evaluator.predictor, evaluator.x, evaluator.y, get_profile("quick"), 0.3,
+                          torch.device("cpu"), 7, gradient_variants={n: switch(n) for n in ("wide", "narrow", "exact")})
+    assert list(evaluator.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", f"{BPDA_PREFIX}-wide",
+                                       f"{BPDA_PREFIX}-narrow", "square"]
+    assert evaluator.bpda_attacks == [f"{BPDA_PREFIX}-wide", f"{BPDA_PREFIX}-narrow"] and plain.bpda_attacks == []
+    assert list(plain.attacks) == [n for n in evaluator.attacks if n not in evaluator.bpda_attacks]
+    by_eps = {}
+    for condition in evaluator.plan():
+        if condition.name in evaluator.attacks:
+            by_eps.setdefault(round(condition.param, 6), []).append(condition.name)
+    for eps in (0.1, 0.2, 0.3):  # every eps of the sweep, white-box before square
+        assert by_eps[eps] == list(evaluator.attacks)
+    assert by_eps[0.5] == [MAIN]
+    settings = evaluator.attack_settings()[f"{BPDA_PREFIX}-narrow"]
+    assert settings["backward"] == "narrow" and settings["steps"] == PROFILES["quick"].attacks[1].attack.steps
+
+    rows, _ = evaluator.run(Condition(f"{BPDA_PREFIX}-narrow", 0.1))  # no earlier results: every example attacked
+    assert {r["metric"]: r["value"] for r in rows}["attacked"] == 4
+    assert entered == ["narrow", "/narrow"]  # the attack ran inside the variant's backward, and left it
+    entered.clear()
+    diagnostics_rows, _ = evaluator.run(Condition("diagnostics"))
+    assert entered == ["exact", "/exact"]
+    assert "exact_zero_grad_share" in {r["metric"] for r in diagnostics_rows}
+    assert "exact_zero_grad_share" not in {r["metric"] for r in plain.run(Condition("diagnostics"))[0]}
+
+
+def test_a_gradient_variant_name_must_be_fit_for_a_file_name():
+    base = _evaluator()
+    with pytest.raises(BenchmarkError, match="gradient variant name"):
+        Evaluator(base.predictor, base.x, base.y, get_profile("quick"), 0.3, torch.device("cpu"), 0,
+                  gradient_variants={"../up": contextmanager(lambda: (yield))})

@@ -19,20 +19,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.layers.spiking import (
+    BPDA_SURROGATES,
     SURROGATE_SLOPE,
+    TRAINING_SURROGATE,
     MembraneNoise,
     Readout,
     SpikingLayer,
     SpikingNetwork,
+    Surrogate,
     leave_one_out_baseline,
     lif_step,
     likelihood_ratio_loss,
     spike,
     surrogate_derivative,
+    surrogate_gradient,
 )
 from benchmark.models.snn import SNN
 from benchmark.models.snn_noise import SNNNoise
-from benchmark.plugin import Task
+from benchmark.plugin import EXACT_GRADIENT, Task
 
 SMALL = Task("mnist", (1, 28, 28), 10, n_train=100)
 
@@ -96,6 +100,75 @@ def test_spike_is_a_step_with_the_fast_sigmoid_surrogate_derivative():
     (fast_sigmoid_grad,) = torch.autograd.grad((v / (1 + SURROGATE_SLOPE * v.abs())).sum(), v)
     torch.testing.assert_close(grad, fast_sigmoid_grad)
     torch.testing.assert_close(grad, surrogate_derivative(u.detach()))
+
+
+#: each surrogate's primitive (the smooth step it is the derivative of, from the papers cited in
+#: benchmark.layers.spiking), its peak at u = 0 and its integral over the real line, as functions of the slope k
+PRIMITIVES = {
+    "fast-sigmoid": (lambda u, k: u / (1 + k * u.abs()), lambda k: 1.0, lambda k: 2 / k),
+    "sigmoid": (lambda u, k: torch.sigmoid(k * u), lambda k: k / 4, lambda k: 1.0),
+    "arctan": (lambda u, k: torch.arctan(torch.pi * k * u / 2) / torch.pi + 0.5, lambda k: k / 2, lambda k: 1.0),
+}
+
+
+@pytest.mark.parametrize("shape", list(PRIMITIVES))
+@pytest.mark.parametrize("slope", [1.0, 5.0, 10.0])
+def test_each_surrogate_is_the_derivative_of_its_smooth_step_with_the_documented_peak_and_area(shape, slope):
+    primitive, peak, area = PRIMITIVES[shape]
+    u = torch.linspace(-3, 3, 601, dtype=torch.float64).requires_grad_()
+    (expected,) = torch.autograd.grad(primitive(u, slope).sum(), u)
+    derivative = Surrogate(shape, slope)(u.detach())
+    torch.testing.assert_close(derivative, expected)
+    assert derivative.max().item() == pytest.approx(peak(slope))  # u = 0 is on the grid
+    wide = torch.linspace(-2000, 2000, 4_000_001, dtype=torch.float64)  # heavy tails: integrate far out
+    assert torch.trapezoid(Surrogate(shape, slope)(wide), wide).item() == pytest.approx(area(slope), rel=2e-3)
+
+
+def test_the_rectangular_surrogate_is_a_unit_box_of_width_one_over_k():
+    for slope in (1.0, 4.0):
+        u = torch.tensor([-0.51, -0.49, 0.0, 0.49, 0.51], dtype=torch.float64) / slope
+        torch.testing.assert_close(Surrogate("rectangular", slope)(u), torch.tensor([0, 1, 1, 1, 0.0],
+                                                                                    dtype=torch.float64) * slope)
+    assert not Surrogate("exact")(torch.randn(100)).any()
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        Surrogate("triangle")
+
+
+def test_the_bpda_family_spans_shapes_and_slopes_besides_the_training_surrogate():
+    """The issue's minimum: at least two shapes times two slopes, none of them the surrogate trained with."""
+    shapes, slopes = {s.shape for s in BPDA_SURROGATES}, {s.slope for s in BPDA_SURROGATES}
+    assert len(shapes) >= 2 and len(slopes) >= 2
+    assert {(a, k) for a in shapes for k in slopes} == {(s.shape, s.slope) for s in BPDA_SURROGATES}
+    assert TRAINING_SURROGATE not in BPDA_SURROGATES and "exact" not in shapes
+    assert list(SNN().gradient_variants(nn.Linear(1, 1))) == [*(s.name for s in BPDA_SURROGATES), EXACT_GRADIENT]
+
+
+@pytest.mark.parametrize("plugin", [SNN(), SNNNoise()])
+def test_a_gradient_variant_changes_the_input_gradient_and_nothing_else(plugin):
+    network = plugin.build(SMALL).eval()
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2])
+
+    def output_and_gradient():
+        torch.manual_seed(1)  # the same noise draws in snn-noise
+        xg = x.clone().requires_grad_()
+        out = network(xg)
+        (grad,) = torch.autograd.grad(F.cross_entropy(out, y), xg)
+        return out.detach(), grad
+
+    own_out, own_grad = output_and_gradient()
+    variants = plugin.gradient_variants(network)
+    for name, switch in variants.items():
+        with switch():
+            out, grad = output_and_gradient()
+        assert torch.equal(out, own_out), name  # the forward is untouched
+        if name == EXACT_GRADIENT:
+            assert not grad.any()  # the spikes' true derivative: zero, so is every input gradient
+        else:
+            assert grad.abs().sum() > 0 and not torch.allclose(grad, own_grad), name
+    assert torch.equal(output_and_gradient()[1], own_grad)  # every layer got its own surrogate back
+    with pytest.raises(RuntimeError), surrogate_gradient(network, Surrogate("exact")):
+        raise RuntimeError  # restored on an error too
+    assert all(m.surrogate == TRAINING_SURROGATE for m in network.modules() if isinstance(m, SpikingLayer))
 
 
 @pytest.mark.parametrize("plugin", [SNN(), SNNNoise()])
