@@ -33,6 +33,8 @@ def checked_logits(kind: str, output, batch: int, classes: int | None = None) ->
             raise PluginOutputError(f"a moments network must return (mean, var) tensors, got {type(output).__name__}")
         if output[0].shape != output[1].shape:
             raise PluginOutputError(f"mean {tuple(output[0].shape)} and var {tuple(output[1].shape)} differ in shape")
+        if (output[1] < 0).any():  # the predictive takes its square root (benchmark.predictive)
+            raise PluginOutputError("the variance has negative entries")
     logits = logits_of(output)
     if not isinstance(logits, torch.Tensor):
         raise PluginOutputError(f"the network returned {type(logits).__name__}, not a tensor of logits")

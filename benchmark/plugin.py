@@ -4,14 +4,19 @@ A plugin never decides how it is attacked or evaluated; it declares its *predict
 harness applies the matching decision rule (docs/protocol.md; the output rules are checked by
 ``benchmark.outputs``):
 
-=============  ==============================================  =====================================
+=============  ==============================================  ==============================================
 kind           ``network(x)`` returns                          deployed decision rule
-=============  ==============================================  =====================================
+=============  ==============================================  ==============================================
 deterministic  logits ``[B, C]``                               argmax of the logits
 stochastic     logits ``[B, C]`` of one random draw            argmax of the mean softmax of S draws
-moments        ``(mean, var)`` of the logits, each ``[B, C]``  argmax of the predictive mean
+moments        ``(mean, var)`` of the logits, each ``[B, C]``  argmax of E[softmax(z)], z ~ N(mean, diag var)
 ensemble       logits of every member ``[M, B, C]``            argmax of the mean softmax
-=============  ==============================================  =====================================
+=============  ==============================================  ==============================================
+
+Each rule's predictive distribution is also what is scored (ECE, NLL, Brier, entropy) and attacked. A
+moment model's is the expected softmax of its Gaussian logits, averaged over fixed quasi-random points
+(``benchmark.predictive.gaussian_softmax_log_predictive``): deterministic and differentiable, it keeps
+the variance the model propagates, which softmax(mean), the papers' first-order approximation, drops.
 
 A stochastic network must draw fresh randomness on every call *whatever its train/eval mode*:
 the harness puts networks in eval mode once after training (for batch norm), and that must not
