@@ -35,6 +35,9 @@ def checked_logits(kind: str, output, batch: int, classes: int | None = None) ->
             raise PluginOutputError(f"mean {tuple(output[0].shape)} and var {tuple(output[1].shape)} differ in shape")
         if (output[1] < 0).any():  # the predictive takes its square root (benchmark.predictive)
             raise PluginOutputError("the variance has negative entries")
+    elif isinstance(output, tuple):  # e.g. a moments network declared as another kind: its variance would be dropped
+        raise PluginOutputError(f"a {kind} network must return one tensor, got a tuple of {len(output)}; "
+                                "a network returning (mean, var) is predictive = 'moments'")
     logits = logits_of(output)
     if not isinstance(logits, torch.Tensor):
         raise PluginOutputError(f"the network returned {type(logits).__name__}, not a tensor of logits")

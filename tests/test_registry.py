@@ -12,12 +12,15 @@ PLUGINS = Path(__file__).parent / "plugins"
 MASKING = PLUGINS / "masking_plugins.py"
 
 
-def test_bundled_plugins_are_registered_with_their_kinds():
-    names = list_models()
-    assert {"baseline", "endp", "mc-dropout"} <= set(names)
-    assert get_plugin_class("baseline").predictive == "deterministic"
-    assert get_plugin_class("endp").predictive == "moments"
-    assert get_plugin_class("mc-dropout").predictive == "stochastic"
+@pytest.mark.parametrize("name, wrong_kind", [("mc-dropout", "deterministic"), ("endp", "deterministic"),
+                                              ("baseline", "ensemble"), ("ensemble", "stochastic")])
+def test_a_plugin_declaring_the_wrong_kind_fails_the_contract_checks(name, wrong_kind):
+    """The registry-wide contract check below is what ties each plugin's declared kind to what its network does:
+    the same plugin declaring another kind is refused."""
+    plugin_class = get_plugin_class(name)
+    liar = type(f"Mislabelled{plugin_class.__name__}", (plugin_class,), {"predictive": wrong_kind})()
+    assert [c for c in validate_plugin(plugin_class()) if not c.ok] == []
+    assert [c for c in validate_plugin(liar) if not c.ok], f"{name} passed as {wrong_kind}"
 
 
 def test_unknown_model_suggests_close_names():
