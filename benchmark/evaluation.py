@@ -61,6 +61,12 @@ def batch_seed(seed: int, condition: Condition, batch: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}/{batch}".encode()).digest()[:4], "little")
 
 
+def stream_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose within a batch (the input noise, the re-evaluations), derived from the batch's seed
+    so that it neither repeats the stream the model's own draws take nor depends on what an attack drew."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{purpose}".encode()).digest()[:4], "little")
+
+
 def large_eps(input_shape: tuple[int, int, int], eps: float) -> float:
     """The budget at which every model must collapse: 0.5 on MNIST-scale images, 64/255 on colour images;
     where that is not above the run's eps, twice the eps, capped at 1 (where any image can become any other)."""
@@ -188,7 +194,8 @@ class Evaluator:
 
         def batch_probs(seed, xb, _):
             if sigma > 0:
-                noise = torch.randn(xb.shape, generator=torch.Generator().manual_seed(seed)).to(xb.device)
+                generator = torch.Generator().manual_seed(stream_seed(seed, "input-noise"))
+                noise = torch.randn(xb.shape, generator=generator).to(xb.device)
                 xb = (xb + sigma * noise).clamp(0, 1)
             return self.predictor.probs(xb, self.samples).float().cpu()
 
@@ -268,7 +275,7 @@ class Evaluator:
         eps = float(condition.param)
         index = np.flatnonzero(self.survivors(condition))
 
-        def batch_correct(_, xb, yb):
+        def batch_correct(seed, xb, yb):
             x_adv = run.attack(self.predictor, xb, yb, eps, run.draws)
             finite = torch.isfinite(x_adv).all()
             if finite and ((x_adv - xb).abs().max() > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1):
@@ -276,6 +283,7 @@ class Evaluator:
             if not finite:
                 raise PluginOutputError(f"{run.attack.name} produced NaN inputs: "
                                         f"the network's input gradients are not finite")
+            torch.manual_seed(stream_seed(seed, "re-evaluation"))  # whatever the attack drew or reseeded
             with torch.no_grad():
                 return torch.stack([self.predictor.probs(x_adv, self.samples).argmax(1) == yb
                                     for _ in range(self.reevals)]).cpu()
