@@ -234,13 +234,6 @@ def test_loss_decreases_on_a_tiny_batch():
     assert eval_loss() < before - 1.0
 
 
-def test_plugin_is_registered_as_a_moments_model():
-    from benchmark.registry import get_plugin_class
-
-    assert get_plugin_class("endp") is EnDP
-    assert EnDP.predictive == "moments"
-
-
 def test_likelihood_objective_is_per_example_and_matches_the_training_loss():
     task = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=100, profile="quick")
     plugin = EnDP()
