@@ -63,7 +63,7 @@ def plot_noise(noise: pd.DataFrame, path: Path) -> None:
 def plot_eps(attacks: dict[str, pd.DataFrame], eps: float, path: Path) -> None:
     """Accuracy against epsilon per attack, and the per-example worst case with its 95% interval."""
     names = [n for n in attacks if n != "robust"]
-    palette = dict(zip(names, sns.color_palette("tab10"), strict=False))  # ten colours at most
+    palette = dict(zip(names, sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names)), strict=True))
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="tight")
     for name, frame in attacks.items():

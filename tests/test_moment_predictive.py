@@ -91,7 +91,8 @@ def test_fixed_points_are_antithetic_whitened_and_reproducible():
     torch.testing.assert_close(points[:, : MOMENT_DRAWS // 2], -points[:, MOMENT_DRAWS // 2 :])
     torch.testing.assert_close(points @ points.T / MOMENT_DRAWS, torch.eye(10, dtype=torch.float64))
     normal_points.cache_clear()
-    assert torch.equal(normal_points(MOMENT_DRAWS, 10), points)  # seeded, not a fresh draw
+    # seeded, not a fresh draw (which would differ by O(1)); the whitening's rounding may follow the thread count
+    torch.testing.assert_close(normal_points(MOMENT_DRAWS, 10), points, rtol=0, atol=1e-10)
 
 
 def test_the_harness_scores_the_gaussian_logit_predictive_not_the_softmax_of_the_mean():
