@@ -149,18 +149,15 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     # the paired comparisons at every eps of the sweep, Bonferroni-corrected: under the cascade an eps holds only
     # the survivors of the smaller ones, so at the dataset eps alone there may be nothing left to compare
     tests = {"more_steps_p": [], "fewer_steps_p": [], "eot_p": []}
+    gains, p_values = [], []
     for at in sorted({eps, *sweep}):
-        main, longer, more_draws = (load(Condition(name, at).id) if name in attacks else None
-                                    for name in (MAIN, MORE_STEPS, MORE_DRAWS))
+        correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, at).id) for name in attacks}
+        main, longer, more_draws = (correct.get(name) for name in (MAIN, MORE_STEPS, MORE_DRAWS))
         if main is not None and longer is not None:
             tests["more_steps_p"].append(sign_test(longer, main))
             tests["fewer_steps_p"].append(sign_test(main, longer))
         if main is not None and more_draws is not None:
             tests["eot_p"].append(min(1.0, 2 * min(sign_test(more_draws, main), sign_test(main, more_draws))))
-    rows += [(metric, min(1.0, len(p) * min(p))) for metric, p in tests.items() if p]
-    gains, p_values = [], []
-    for at in sorted({eps, *sweep}):
-        correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, at).id) for name in attacks}
         if any(c is None for c in correct.values()):
             continue
         white = correct["clean"]
@@ -173,6 +170,7 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
                 every = every & correct[name]
         gains.append(float(white.mean() - every.mean()))
         p_values.append(sign_test(white, every))
+    rows += [(metric, min(1.0, len(p) * min(p))) for metric, p in tests.items() if p]
     if p_values:
         rows += [("blackbox_gain", max(gains)), ("blackbox_p", min(1.0, len(p_values) * min(p_values)))]
     return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}

@@ -58,7 +58,7 @@ class AttackRun:
 def batch_seed(seed: int, condition: Condition, batch: int) -> int:
     """The seed of one batch of one condition, fixed by (run seed, condition id, batch index) alone, so a
     resumed or sharded run draws exactly the randomness of an uninterrupted single-process one."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{condition.id}/{batch}".encode()).digest()[:4], "little")
+    return stream_seed(seed, f"{condition.id}/{batch}")
 
 
 def stream_seed(seed: int, purpose: str) -> int:
