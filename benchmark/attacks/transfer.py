@@ -35,7 +35,7 @@ class Transfer(Attack):
         return replace(self, surrogate=predictor, surrogate_name=name)
 
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
-        return PGD(steps=self.steps, restarts=self.restarts)(self.surrogate, x, y, eps, 1)
+        return PGD(steps=self.steps, restarts=self.restarts, stop_when_broken=False)(self.surrogate, x, y, eps, 1)
 
     def settings(self, predictor: Predictor) -> dict:
         return {"surrogate": self.surrogate_name, "steps": self.steps, "restarts": self.restarts}

@@ -43,6 +43,49 @@ def test_pgd_keeps_a_found_adversarial_point(trained_mlp, mnist_sample):
     assert (predictor.probs(many).argmax(1) != y)[broken_early].all()
 
 
+class RowCounter(nn.Module):
+    """The wrapped network, counting the rows it is asked to classify."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.rows = net, 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+@pytest.mark.parametrize("restarts", [1, 2])
+def test_pgd_active_set_breaks_the_same_examples_at_a_fraction_of_the_work(trained_mlp, mnist_sample, restarts):
+    """A deterministic model's examples leave PGD once misclassified: the same examples end up broken as
+    when every example runs every step, with fewer rows computed; switched off, every row runs to the end."""
+    _, _, x, y = mnist_sample
+    counted = RowCounter(trained_mlp)
+    predictor = Predictor(counted, "deterministic")
+    wrong = {}
+    for stop in (True, False):
+        counted.rows = 0
+        torch.manual_seed(0)
+        x_adv = PGD(steps=20, restarts=restarts, stop_when_broken=stop)(predictor, x, y, 0.15, 1)
+        rows = counted.rows
+        wrong[stop] = predictor.probs(x_adv).argmax(1) != y
+        if stop:
+            assert rows < 0.5 * restarts * 21 * len(y)  # most examples break within a few steps at eps 0.15
+        else:
+            assert rows == restarts * 21 * len(y)
+    assert wrong[True].float().mean() > 0.8
+    assert (wrong[True] != wrong[False]).sum() <= 1  # trajectories equal up to the rounding of other batch sizes
+
+
+def test_pgd_runs_every_example_to_the_end_on_a_stochastic_model(mnist_sample):
+    """No single evaluation of a stochastic model tells a point is broken: no example leaves early."""
+    _, _, x, y = mnist_sample
+    counted = RowCounter(nn.Sequential(nn.Flatten(), MCDropout(0.5), nn.Linear(784, 10)))
+    predictor = Predictor(counted, "stochastic")
+    PGD(steps=5)(predictor, x[:50], y[:50], 0.3, 2)
+    assert counted.rows == 6 * 50 * 2
+
+
 def test_autoattack_standard_is_at_least_as_strong_as_pgd(trained_mlp, mnist_sample):
     _, _, x, y = mnist_sample
     x, y = x[:40], y[:40]
