@@ -26,8 +26,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from benchmark.checkpoints import read_state
+from benchmark.checkpoints import load_checkpoint, read_state
 from benchmark.data import load_dataset, to_float
+from benchmark.layers.cnn import make_cnn
+from benchmark.plugin import Task
 
 console = Console(width=None if Console().is_terminal else 160)
 
@@ -103,12 +105,20 @@ def reference_checkpoint() -> Path:
 
 
 def load_model(name: str, device: torch.device, checkpoint: Path | None = None) -> nn.Module:
-    """The benchmark model in eval mode on ``device``: ``resnet18`` (the checkpoint, strict) or ``tiny`` (random)."""
+    """The benchmark model in eval mode on ``device``: ``resnet18`` (the checkpoint, strict), ``mnist-cnn`` (the
+    harness's MNIST baseline CNN from a checkpoint ``benchmark run`` cached) or ``tiny`` (random)."""
     if name == "tiny":
         torch.manual_seed(0)
         return TinyNet().to(device).eval()
+    if name == "mnist-cnn":
+        if checkpoint is None:
+            raise SystemExit("--model mnist-cnn needs --checkpoint: the safetensors file that `benchmark run --model "
+                             "baseline --dataset mnist --profile quick --out OUT` caches under OUT/checkpoints")
+        model = make_cnn(Task("mnist", (1, 28, 28), 10, 60000, "quick"))
+        load_checkpoint(model, checkpoint)
+        return model.to(device).eval()
     if name != "resnet18":
-        raise SystemExit(f"unknown --model {name!r}: resnet18 or tiny")
+        raise SystemExit(f"unknown --model {name!r}: resnet18, mnist-cnn or tiny")
     state = read_state(checkpoint or reference_checkpoint())  # weights_only=True; refuses pickled objects
     model = ResNet18()
     model.load_state_dict(state, strict=True)
@@ -219,10 +229,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model`` and ``--checkpoint``, read by :func:`load_model`."""
-    parser.add_argument("--model", default="resnet18", choices=["resnet18", "tiny"],
-                        help="resnet18: pyautoattack's CIFAR-10 checkpoint; tiny: random small CNN (plumbing tests)")
+    parser.add_argument("--model", default="resnet18", choices=["resnet18", "mnist-cnn", "tiny"],
+                        help="resnet18: pyautoattack's CIFAR-10 checkpoint; mnist-cnn: the harness's MNIST baseline "
+                             "(--checkpoint); tiny: random small CNN (plumbing tests)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="state dict for resnet18 (default: pyautoattack/examples/model_test.pt)")
+                        help="state dict for resnet18 (default: pyautoattack/examples/model_test.pt), or the "
+                             "safetensors checkpoint of mnist-cnn")
 
 
 def resolve(args: argparse.Namespace) -> torch.device:
