@@ -34,6 +34,21 @@ def dlr(log_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(true - best_other) / (ordered[:, 0] - ordered[:, 2] + DLR_EPSILON)
 
 
+def targeted_dlr(log_pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-(z_y - z_t) / (z_(1) - (z_(3) + z_(4)) / 2), the loss of APGD-T (Croce & Hein 2020, the targeted form
+    of eq. 4), with z_(k) the k-th largest score: ascending it pushes the ``target`` class's score above the
+    true class's, and it is positive once the target outscores y. Shift- and scale-free like :func:`dlr`, so
+    it does not saturate on an overconfident predictive; the denominator leaves out z_(2), the place the
+    target takes as the attack gets close. Needs at least four classes. Not in :data:`LOSSES`, whose losses
+    take only (log_pred, y)."""
+    if log_pred.shape[-1] < 4:
+        raise ValueError(f"the targeted DLR loss needs at least 4 classes, got {log_pred.shape[-1]}")
+    ordered = log_pred.sort(dim=-1, descending=True).values
+    true = log_pred.gather(-1, y[:, None]).squeeze(-1)
+    aimed = log_pred.gather(-1, target[:, None]).squeeze(-1)
+    return -(true - aimed) / (ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3]) + DLR_EPSILON)
+
+
 #: the attack objectives computed on the log predictive, by the name attacks are configured with
 #: (``"likelihood"``, the plugin's own loss on its raw output, is ``Predictor.likelihood_objective``)
 LOSSES = {"ce": cross_entropy, "dlr": dlr}
