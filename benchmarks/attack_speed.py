@@ -6,10 +6,10 @@ same device, one process. For each eps it times
 * ``harness PGD-N``: ``benchmark.attacks.PGD(steps=N)`` through ``benchmark.predictive.Predictor``, batch
   by batch as ``benchmark.evaluation.Evaluator`` calls it (N + 1 gradients: the last scores the final
   point), against ``torchattacks.PGD`` with the same step size (2.5 eps / N) and random start (N gradients);
-* ``harness APGD-CE``: pyautoattack's APGD-CE (1 restart, 100 iterations) on the harness's
-  ``DeployedRule`` (the first stage of the harness's AutoAttack), against the same on the bare model;
-* ``harness AutoAttack``: ``benchmark.attacks.AutoAttack`` (standard version) batch by batch, against
-  ``pyautoattack.AutoAttack(version="standard").run_standard_evaluation`` on the bare model.
+* ``harness APGD-CE``: ``benchmark.attacks.APGD`` (cross-entropy, 1 restart, 100 iterations: the first stage
+  of the harness's AutoAttack) batch by batch, against pyautoattack's APGD-CE on the bare model;
+* ``harness AutoAttack``: ``benchmark.attacks.AutoAttack`` (standard version, the harness's own engine) batch
+  by batch, against ``pyautoattack.AutoAttack(version="standard").run_standard_evaluation`` on the bare model.
 
 and prints seconds, images per second, robust accuracy (recomputed on the returned points) and, per
 pair, the speed-up (reference seconds / harness seconds) and the robust-accuracy difference.
@@ -46,8 +46,8 @@ from common import (
     timed,
 )
 
-from benchmark.attacks import PGD, AutoAttack
-from benchmark.predictive import DeployedRule, Predictor
+from benchmark.attacks import APGD, PGD, AutoAttack
+from benchmark.predictive import Predictor
 
 ATTACKS = ("pgd", "torchattacks-pgd", "apgd-ce", "pyautoattack-apgd-ce", "autoattack", "pyautoattack")
 #: harness method -> the reference it is compared with
@@ -91,9 +91,11 @@ def run_attack(name: str, model: torch.nn.Module, predictor: Predictor, x: torch
     if name == "torchattacks-pgd":
         attack = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True)
         return _per_batch(lambda xb, yb: attack(xb, yb), x, y, batch_size, seed)
-    if name in ("apgd-ce", "pyautoattack-apgd-ce"):
-        target = DeployedRule(predictor, 1) if name == "apgd-ce" else model
-        aa = _pyautoattack(target, ["apgd-ce"], eps, seed, device)
+    if name == "apgd-ce":
+        attack = APGD(loss="ce", seed=seed)
+        return _per_batch(lambda xb, yb: attack(predictor, xb, yb, eps, 1), x, y, batch_size, seed)
+    if name == "pyautoattack-apgd-ce":
+        aa = _pyautoattack(model, ["apgd-ce"], eps, seed, device)
         return aa.run_standard_evaluation(x, y, batch_size=batch_size)[0]
     if name == "autoattack":
         _quiet_autoattack()
@@ -107,7 +109,7 @@ def run_attack(name: str, model: torch.nn.Module, predictor: Predictor, x: torch
 def label(name: str, steps: int) -> str:
     """The method's name in the printed table and the returned rows."""
     return {"pgd": f"harness PGD-{steps}", "torchattacks-pgd": f"torchattacks PGD-{steps}",
-            "apgd-ce": "harness APGD-CE (DeployedRule)", "pyautoattack-apgd-ce": "pyautoattack APGD-CE",
+            "apgd-ce": "harness APGD-CE", "pyautoattack-apgd-ce": "pyautoattack APGD-CE",
             "autoattack": "harness AutoAttack standard", "pyautoattack": "pyautoattack standard"}[name]
 
 

@@ -13,7 +13,7 @@ unless ``--checkpoint`` names a trained safetensors/.pt state dict, so its accur
 or the reference ResNet-18 checkpoint with always-on dropout before its last layer (``--network
 resnet18-dropout``: a trained stochastic model, accuracies meaningful), or a tiny random CNN with dropout
 (``--network tiny-dropout``, plumbing tests). ``--iters`` below 100 shortens APGD in both (smoke runs
-only: the harness hard-codes 100, so the script patches pyautoattack's ``APGDAttack`` for the run).
+only: ``AutoAttack(steps=...)`` in the harness, the APGD schedule's settings in pyautoattack).
 
     OMP_NUM_THREADS=1 python benchmarks/eot_speed.py --device cpu --n 4 --eot 4 --iters 5 --network tiny-dropout
     python benchmarks/eot_speed.py --dataset cifar10 --data-dir DIR      # CUDA: 1000 images, K = 20
@@ -22,10 +22,8 @@ only: the harness hard-codes 100, so the script patches pyautoattack's ``APGDAtt
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 
-import pyautoattack.autopgd_base as apgd_module
 import torch
 from common import (
     ResNet18,
@@ -82,31 +80,9 @@ def build_network(kind: str, plugin_name: str, checkpoint, dropout: float,
     return network.to(device).eval(), what
 
 
-@contextlib.contextmanager
-def apgd_iterations(iters: int):
-    """Within the block, every pyautoattack APGDAttack runs ``iters`` iterations (smoke runs only)."""
-    if iters == 100:
-        yield
-        return
-    original = apgd_module.APGDAttack
-
-    class Shortened(original):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.n_iter = iters
-            self.n_iter_2, self.n_iter_min, self.size_decr = (max(int(0.22 * iters), 1), max(int(0.06 * iters), 1),
-                                                              max(int(0.03 * iters), 1))
-
-    apgd_module.APGDAttack = Shortened
-    try:
-        yield
-    finally:
-        apgd_module.APGDAttack = original
-
-
-def harness_eot(predictor: Predictor, x, y, eps, draws, batch_size, seed) -> torch.Tensor:
+def harness_eot(predictor: Predictor, x, y, eps, draws, iters, batch_size, seed) -> torch.Tensor:
     """The harness's AutoAttack with ``draws`` EOT draws per step, batch by batch as the evaluator calls it."""
-    attack = AutoAttack(seed=seed)
+    attack = AutoAttack(seed=seed, steps=iters)
     out = []
     for b, sl in enumerate(batches(len(y), batch_size)):
         torch.manual_seed(seed + b)
@@ -173,10 +149,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"clean accuracy {clean:.1%}",
     ])
 
-    with apgd_iterations(iters):
-        harness_eot(predictor, x[:1], y[:1], eps, 1, 1, args.seed)  # warm-up
-        adv_h, sec_h = timed(lambda: harness_eot(predictor, x, y, eps, draws, bs, args.seed), device)
-        adv_r, sec_r = timed(lambda: pyautoattack_rand(network, x, y, eps, draws, iters, bs, args.seed, device), device)
+    harness_eot(predictor, x[:1], y[:1], eps, 1, 1, 1, args.seed)  # warm-up
+    adv_h, sec_h = timed(lambda: harness_eot(predictor, x, y, eps, draws, iters, bs, args.seed), device)
+    adv_r, sec_r = timed(lambda: pyautoattack_rand(network, x, y, eps, draws, iters, bs, args.seed, device), device)
     results = [
         {"method": "harness AutoAttack rand-eot (K batched)", "seconds": sec_h,
          "robust_acc": deployed_accuracy(predictor, adv_h, y, samples, bs, args.seed)},

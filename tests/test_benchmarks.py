@@ -56,15 +56,6 @@ def test_eot_speed_runs(capsys):
     assert len(rows) == 2 and all(r["seconds"] > 0 for r in rows)
 
 
-def test_eot_speed_restores_pyautoattack():
-    import pyautoattack.autopgd_base as apgd
-
-    original = apgd.APGDAttack
-    with _main("eot_speed").__globals__["apgd_iterations"](3):
-        assert apgd.APGDAttack is not original
-    assert apgd.APGDAttack is original
-
-
 def test_scaling_runs(capsys):
     out = _main("scaling")(["--device", "cpu", "--n", "2", "--batch-size", "2", "--samples", "1", "--eot", "1",
                             "--steps", "1", "--n-list", "--samples-list", "2", "--eot-list", "--batch-list",

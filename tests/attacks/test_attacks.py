@@ -86,6 +86,7 @@ def test_pgd_runs_every_example_to_the_end_on_a_stochastic_model(mnist_sample):
     assert counted.rows == 6 * 50 * 2
 
 
+@pytest.mark.slow
 def test_autoattack_standard_is_at_least_as_strong_as_pgd(trained_mlp, mnist_sample):
     _, _, x, y = mnist_sample
     x, y = x[:40], y[:40]
@@ -162,20 +163,20 @@ class NoisyLinear(nn.Module):
         return logits + self.noise * torch.randn_like(logits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["deterministic", "stochastic"])
 @pytest.mark.parametrize("classes", [2, 3, 4])
-def test_autoattack_runs_on_datasets_with_few_classes(classes, kind, monkeypatch):
+def test_autoattack_runs_on_datasets_with_few_classes(classes, kind):
     """Targets are capped at classes - 1 and the DLR stages need three (untargeted) or four (targeted)
     classes: with fewer they are left out and the settings say so, instead of an IndexError inside
     pyautoattack that would fail the plugin's condition."""
-    monkeypatch.setattr("benchmark.attacks.autoattack.STANDARD_SQUARE_QUERIES", 100)  # the stages, not the budget
     torch.manual_seed(0)
     net = NoisyLinear(classes, noise=0.0 if kind == "deterministic" else 0.05).eval()
     x = torch.rand(12, 1, 4, 4)
     predictor = Predictor(net, kind, num_classes=classes)
     y = predictor.probs(x, 8).argmax(1)
     eps = 0.03
-    attack = AutoAttack(seed=0)
+    attack = AutoAttack(seed=0, queries=100)  # the stages, not the budget
     x_adv = attack(predictor, x, y, eps, draws=4)
     assert (x_adv - x).abs().max() <= eps + 1e-6
     # some points survive APGD-CE, so the later (DLR, targeted) stages ran on them

@@ -88,7 +88,8 @@ def test_the_profile_records_its_plan():
     recorded = PROFILES["standard"].as_dict()["attacks"]
     assert list(recorded) == [p.name for p in PROFILES["standard"].attacks]
     assert recorded["pgd"] == {"attack": "PGD", "steps": 100, "restarts": 2, "step_size": 2.5, "random_start": True,
-                               "objective": "ce", "draws": "eot", "needs": "always"}
+                               "objective": "ce", "stop_when_broken": True, "draws": "eot",
+                               "needs": "always"}
 
 
 def test_the_collapse_check_lies_above_the_eps_under_test():
