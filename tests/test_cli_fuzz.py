@@ -74,6 +74,7 @@ VALID = {"--model": "baseline", "--dataset": "mnist-5k", "--n-train": "50", "--n
          "--device": "cpu"}
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(hostile=st.dictionaries(st.sampled_from(sorted(RUN_OPTIONS)), st.just(None), min_size=1, max_size=3).flatmap(
     lambda keys: st.fixed_dictionaries({k: RUN_OPTIONS[k] for k in keys})),

@@ -9,6 +9,9 @@ import sys
 import time
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: runs with --slow (CI), not in the quick loop
 
 ARGS = ["run", "--model", "mc-dropout", "--dataset", "mnist-5k", "--n-train", "300", "--n-test", "32",
         "--batch-size", "16", "--epochs", "1", "--device", "cpu"]

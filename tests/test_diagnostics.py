@@ -23,6 +23,7 @@ def flags_of(row):
     return set(filter(None, row["flags"].split(";")))
 
 
+@pytest.mark.slow
 def test_baseline_raises_no_flag(out):
     row = run(RunRequest(model="baseline", out=out, **SETTINGS))
     assert row["clean_acc"] > 0.8
@@ -35,6 +36,7 @@ def test_baseline_raises_no_flag(out):
     ("masked-random-undeclared", "randomness-unreported"),
     ("masked-shared-randomness", "shared-randomness"),
 ])
+@pytest.mark.slow
 def test_masked_models_raise_their_flag(out, plugin, flag):
     row = run(RunRequest(model=f"{MASKING}:{plugin}", out=out, **SETTINGS))
     assert flag in flags_of(row), row["flags"]

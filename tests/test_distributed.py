@@ -7,6 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end: runs with --slow (CI), not in the quick loop
+
 ARGS = ["run", "--dataset", "mnist-5k", "--n-train", "300", "--n-test", "40", "--batch-size", "16",
         "--epochs", "1", "--device", "cpu"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

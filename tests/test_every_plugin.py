@@ -13,6 +13,8 @@ from benchmark.profiles import PROFILES
 from benchmark.registry import list_models
 from benchmark.runner import RunRequest, run
 
+pytestmark = pytest.mark.slow  # end to end: runs with --slow (CI), not in the quick loop
+
 TINY = dict(dataset="mnist-5k", n_train=256, n_test=16, epochs=1, device="cpu", profile="quick")
 
 

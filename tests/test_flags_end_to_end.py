@@ -14,6 +14,8 @@ from benchmark.attacks.transfer import Transfer
 from benchmark.profiles import PROFILES
 from benchmark.runner import RunRequest, run
 
+pytestmark = pytest.mark.slow  # end to end: runs with --slow (CI), not in the quick loop
+
 SETTINGS = dict(dataset="mnist-5k", n_train=1500, n_test=40, epochs=2, device="cpu", profile="quick")
 #: returns the clean input: an attack that finds nothing
 BLIND = PGD(steps=1, step_size=0.0, random_start=False)

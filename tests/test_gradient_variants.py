@@ -10,6 +10,8 @@ from benchmark.attacks.plan import BPDA_PREFIX
 from benchmark.layers.spiking import BPDA_SURROGATES
 from benchmark.runner import RunRequest, run
 
+pytestmark = pytest.mark.slow  # end to end: runs with --slow (CI), not in the quick loop
+
 TINY = dict(dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu", profile="quick")
 
 

@@ -24,6 +24,7 @@ HOSTILE = ['=HYPERLINK("http://evil.example","click")', "<script>alert(1)</scrip
 TINY = dict(dataset="mnist-5k", n_train=200, n_test=48, batch_size=16, epochs=1, device="cpu", profile="quick")
 
 
+@pytest.mark.slow
 def test_hostile_model_names_are_inert_in_csv_markdown_and_html(tmp_path):
     for name in HOSTILE:
         make_finished_run(tmp_path, name)
@@ -77,6 +78,7 @@ def test_predictor_refuses_outputs_that_break_the_contract(kind, outputs, messag
     # one more class after the first three evaluation calls: clean stands, everything after fails
     ("shape-shift", {"diagnostics", "noise-0.05", "pgd-0.1"}, {"clean"}),
 ])
+@pytest.mark.slow
 def test_a_broken_plugin_fails_conditions_by_name_and_the_run_goes_on(tmp_path, capsys, model, failed, kept):
     row = run(RunRequest(model=f"{PLUGINS}:{model}", out=tmp_path, **TINY))
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -101,6 +103,7 @@ def _no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.slow
 def test_full_disk_under_leaderboards_keeps_the_run_and_a_rebuild_recovers(tmp_path, monkeypatch):
     run_dir = make_finished_run(tmp_path, "model-a")
     monkeypatch.setattr(leaderboard, "atomic_write_text", _no_space)
@@ -123,6 +126,7 @@ def test_read_only_run_store_is_one_clear_error_and_keeps_finished_conditions(tm
     assert runs.is_done("clean") and not runs.is_done("pgd-0.3")
 
 
+@pytest.mark.slow
 def test_concurrent_publishers_never_lose_or_corrupt_a_row(tmp_path):
     """Six processes rebuild the same leaderboard over and over while a reader keeps parsing it."""
     models = [f"model-{i}" for i in range(6)]

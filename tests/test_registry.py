@@ -70,6 +70,7 @@ def test_plugin_file_errors_say_what_is_wrong(tmp_path):
         create_model(f"{broken}:x")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_plugin_passes_the_contract_checks(name):
     """Iterates over the registry: a new plugin is checked without editing this test."""
@@ -157,6 +158,7 @@ def test_duplicates_are_told_apart_by_module_and_class():
         register_model("dup-by-module")(plugin_class("second_package.plugins"))
 
 
+@pytest.mark.slow
 def test_validate_plugin_command_reports_warnings_without_failing():
     import subprocess
     import sys

@@ -21,6 +21,7 @@ def metrics_of(out):
     return pd.read_csv(run_dir / "metrics.csv").sort_values(["condition", "param", "metric"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_mc_dropout_run_writes_every_output(tmp_path):
     row = run(RunRequest(model="mc-dropout", out=tmp_path, **TINY))
     board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv", keep_default_na=False)
@@ -49,6 +50,7 @@ def test_mc_dropout_run_writes_every_output(tmp_path):
     assert correct.shape == (3, 40)  # R re-evaluations of every example
 
 
+@pytest.mark.slow
 def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
     run(RunRequest(model="baseline", out=tmp_path, **TINY))
     import numpy as np
@@ -70,6 +72,7 @@ def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
     assert robust == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_identical_results(tmp_path, monkeypatch):
     reference = tmp_path / "reference"
     run(RunRequest(model="mc-dropout", out=reference, **TINY))
@@ -103,6 +106,7 @@ def test_interrupted_run_resumes_with_identical_results(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_checkpoint(tmp_path, capsys):
     run(RunRequest(model="baseline", out=tmp_path, **TINY))
     checkpoints = list((tmp_path / "checkpoints").glob("*.safetensors"))
@@ -113,6 +117,7 @@ def test_second_run_reuses_the_checkpoint(tmp_path, capsys):
     assert "reusing checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_pickled_cached_checkpoint_is_refused(tmp_path):
     import torch
 
@@ -133,6 +138,7 @@ def test_a_pickled_cached_checkpoint_is_refused(tmp_path):
     (["run", "--model", "baseline", "--profile", "huge"], "unknown profile"),
     (["report", "--model", "baseline", "--dataset", "mnist"], "no finished run"),
 ])
+@pytest.mark.slow
 def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-c", "from benchmark.cli import main; main()", *args,
                              "--out", str(tmp_path)],
@@ -143,6 +149,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) <= 3  # one message, possibly wrapped
 
 
+@pytest.mark.slow
 def test_cli_run_and_leaderboard_rebuild(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--model", "baseline", "--dataset", "mnist-5k", "--n-train", "300",
@@ -168,6 +175,7 @@ def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
     row = run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "profile": "standard", "n_test": 8}))
     assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "pgd-long", "pgd-dlr", "autoattack", "square"}
@@ -178,6 +186,7 @@ def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
     assert row["robust_acc"] <= autoattack[np.isclose(autoattack.param.astype(float), 0.3)].value.item()
 
 
+@pytest.mark.slow
 def test_black_box_rows_are_cumulative_over_the_white_box_attacks(tmp_path):
     """Square and transfer attack only the white-box survivors; their rows must not count the rest as robust."""
     import numpy as np

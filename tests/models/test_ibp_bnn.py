@@ -95,6 +95,7 @@ def kurtosis(a: torch.Tensor) -> torch.Tensor:
     return centred.pow(4).mean(0) / centred.pow(2).mean(0).square()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", [MNIST, SMALL_COLOUR])
 def test_deployed_logits_follow_the_law_of_the_draws_certification_bounds(task):
     """At one input, the deployed network's logits over S rows and the logits of S draws of
@@ -184,6 +185,7 @@ def test_eps_warms_up_linearly_then_holds():
     assert seen == pytest.approx([0.0, 0.05, 0.1, 0.1])
 
 
+@pytest.mark.slow
 def test_a_certified_point_is_never_flipped_by_pgd_on_the_same_weights(mnist_sample):
     x_train, y_train, x_test, y_test = mnist_sample
     plugin = IBPBNN()
@@ -209,6 +211,7 @@ def test_a_certified_point_is_never_flipped_by_pgd_on_the_same_weights(mnist_sam
         assert (fixed.network(inside.flatten(0, 1)).argmax(1).view(64, -1) == yc).all()
 
 
+@pytest.mark.slow
 def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
     from benchmark.leaderboard import EXTRA, SCHEMA
     from benchmark.runner import RunRequest, run
