@@ -20,7 +20,7 @@ import torch
 
 from benchmark.attacks import Attack, input_gradient
 from benchmark.attacks.bpda import BPDA
-from benchmark.attacks.plan import MAIN
+from benchmark.attacks.plan import MAIN, NOT_APPLICABLE
 from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
 from benchmark.distributed import World
@@ -114,8 +114,10 @@ class Evaluator:
                    "surrogate": surrogate is not None, "three-classes": classes >= 3,
                    "gradient-variants": bool(variants)}
         self.attacks: dict[str, AttackRun] = {}
+        self.not_applicable: dict[str, str] = {}  # plan lines this model does not get, and why
         for p in profile.attacks:
             if p.needs != "always" and not context[p.needs]:
+                self.not_applicable[p.name] = NOT_APPLICABLE[p.needs]
                 continue
             attack, draws = p.attack.for_run(seed, surrogate), p.draws_for(self.eot)
             if p.needs == "gradient-variants":  # one attack per backward pass, named after it

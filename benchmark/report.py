@@ -123,6 +123,10 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
         not_run = [name for name in settings if name not in attacks and name not in failed]
         if not_run:
             blocks.append(Paragraph(f"Not run: {', '.join(not_run)}."))
+        inapplicable = config.get("attacks_not_applicable") or {}
+        if inapplicable:
+            blocks.append(Paragraph("Not applicable to this model: " + "; ".join(
+                f"{name} ({reason})" for name, reason in inapplicable.items()) + "."))
         elsewhere = other_profiles_attacks(config.get("profile"), set(settings))
         if elsewhere:
             blocks.append(Paragraph(f"Not in the {config.get('profile')} profile's plan: {', '.join(elsewhere)}."))

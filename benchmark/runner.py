@@ -150,7 +150,7 @@ def run(request: RunRequest) -> dict:
                           x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world,
                           bounds=bounds, gradient_variants=plugin.gradient_variants(network))
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
-                  attack_settings=evaluator.attack_settings())
+                  attack_settings=evaluator.attack_settings(), attacks_not_applicable=evaluator.not_applicable)
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
     store = RunStore(Path(request.out) / "runs" / run_id)
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -77,6 +77,15 @@ def test_quick_profile_without_autoattack(tmp_path: Path) -> None:
     assert "Note:** Dataset" not in md  # no description recorded, no note
 
 
+def test_attacks_not_applicable_are_named_with_their_reason(tmp_path: Path) -> None:
+    run = _make_run(tmp_path / "run", "baseline", "two-class", ("fgsm", "pgd"))
+    config = json.loads((run / "config.json").read_text())
+    config["attacks_not_applicable"] = {"pgd-dlr": "the DLR margin needs at least three classes"}
+    (run / "config.json").write_text(json.dumps(config))
+    md = write_report(run, tmp_path / "out").read_text(encoding="utf-8")
+    assert "Not applicable to this model: pgd-dlr (the DLR margin needs at least three classes)." in md
+
+
 def test_run_without_attacks_renders(tmp_path: Path) -> None:
     out = tmp_path / "out"
     md = write_report(_make_run(tmp_path / "run", "endp", "mnist", ()), out).read_text(encoding="utf-8")

@@ -32,6 +32,12 @@ Draws = Literal["eot", "double-eot", "single"]
 #: with other backward passes (``ModelPlugin.gradient_variants``: the attack runs once through each, as
 #: ``<name>-<variant>``)
 Needs = Literal["always", "randomness", "likelihood", "surrogate", "three-classes", "gradient-variants"]
+#: why a plan line does not apply to a model, by what it needs (recorded with the run and shown in its report)
+NOT_APPLICABLE = {"randomness": "the model is not random",
+                  "likelihood": "the plugin declares no likelihood of its own",
+                  "surrogate": "no deterministic surrogate to craft on",
+                  "three-classes": "the DLR margin needs at least three classes",
+                  "gradient-variants": "the network declares no other backward pass"}
 
 
 @dataclass(frozen=True)

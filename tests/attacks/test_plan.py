@@ -153,3 +153,18 @@ def test_a_gradient_variant_name_must_be_fit_for_a_file_name():
     with pytest.raises(BenchmarkError, match="gradient variant name"):
         Evaluator(base.predictor, base.x, base.y, get_profile("quick"), 0.3, torch.device("cpu"), 0,
                   gradient_variants={"../up": contextmanager(lambda: (yield))})
+
+
+def test_plan_lines_a_model_does_not_get_are_recorded_with_the_reason():
+    """A two-class deterministic model gets no DLR attack (its margin needs a third class), no EOT doubling,
+    no likelihood, transfer or BPDA line: each is named with why, not dropped silently or blamed on the plugin."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    evaluator = Evaluator(Predictor(net, "deterministic", num_classes=2), torch.rand(3, 1, 2, 2),
+                          torch.tensor([0, 1, 0]), get_profile("quick"), 0.1, torch.device("cpu"), 0)
+    assert "pgd-dlr" not in evaluator.attacks and "three classes" in evaluator.not_applicable["pgd-dlr"]
+    assert set(evaluator.not_applicable) == {"pgd-dlr", "pgd-eot2x", "pgd-likelihood", BPDA_PREFIX, "transfer"}
+    assert set(evaluator.not_applicable).isdisjoint(evaluator.attacks)
+    three = Evaluator(Predictor(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), "deterministic", num_classes=3),
+                      torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 2]), get_profile("quick"), 0.1,
+                      torch.device("cpu"), 0)
+    assert "pgd-dlr" in three.attacks and "pgd-dlr" not in three.not_applicable
