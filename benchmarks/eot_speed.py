@@ -7,13 +7,14 @@
   the images still standing, ``eot_iter = K`` single-draw forward/backward passes one after another per
   iteration, gradients averaged.
 
-Both final points are re-evaluated by the harness's deployed rule with S fresh draws (robust accuracy).
-The network is the registered ``mc-dropout`` plugin's CIFAR net (``--network plugin``; random weights
-unless ``--checkpoint`` names a trained safetensors/.pt state dict, so its accuracies then mean nothing),
-or the reference ResNet-18 checkpoint with always-on dropout before its last layer (``--network
-resnet18-dropout``: a trained stochastic model, accuracies meaningful), or a tiny random CNN with dropout
-(``--network tiny-dropout``, plumbing tests). ``--iters`` below 100 shortens APGD in both (smoke runs
-only: ``AutoAttack(steps=...)`` in the harness, the APGD schedule's settings in pyautoattack).
+Both final points are re-evaluated by the harness's deployed rule with S fresh draws (robust accuracy). The
+network is the registered ``mc-dropout`` plugin's net for the data's shape (``--network plugin``: its MNIST
+or its CIFAR architecture; random weights unless ``--checkpoint`` names a trained safetensors/.pt state
+dict, so its accuracies then mean nothing), or the reference ResNet-18 checkpoint with always-on dropout
+before its last layer (``--network resnet18-dropout``: a trained stochastic model, accuracies meaningful),
+or a tiny random CNN with dropout (``--network tiny-dropout``, plumbing tests). ``--iters`` below 100
+shortens APGD in both (smoke runs only: ``AutoAttack(steps=...)`` in the harness, the APGD schedule's
+settings in pyautoattack).
 
     OMP_NUM_THREADS=1 python benchmarks/eot_speed.py --device cpu --n 4 --eot 4 --iters 5 --network tiny-dropout
     python benchmarks/eot_speed.py --dataset cifar10 --data-dir DIR      # CUDA: 1000 images, K = 20
@@ -52,15 +53,16 @@ from benchmark.registry import create_model
 NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
 
 
-def build_network(kind: str, plugin_name: str, checkpoint, dropout: float,
-                  device: torch.device) -> tuple[nn.Module, str]:
-    """The ``--network`` to attack, in eval mode on ``device``, and a line saying what it is."""
+def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, device: torch.device,
+                  input_shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[nn.Module, str]:
+    """The ``--network`` to attack, in eval mode on ``device``, and a line saying what it is; a plugin's network
+    is built for ``input_shape`` (its MNIST or its CIFAR architecture)."""
     if kind == "plugin":
         plugin = create_model(plugin_name)
         if plugin.predictive != "stochastic":
             raise SystemExit(f"{plugin_name} is {plugin.predictive}, not stochastic")
         torch.manual_seed(0)
-        network = plugin.build(Task("cifar10", (3, 32, 32), 10, 50000, "standard"))
+        network = plugin.build(Task("benchmark", input_shape, 10, 50000, "standard"))
         if checkpoint:
             load_checkpoint(network, checkpoint)
         what = f"{plugin_name} plugin network, " + (f"weights {checkpoint}" if checkpoint
@@ -137,8 +139,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     iters = args.iters or (100 if cuda else 5)
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
 
-    network, what = build_network(args.network, args.plugin, args.checkpoint, args.dropout, device)
     images = load_images(args.dataset, args.data_dir, args.n, device, args.seed)
+    network, what = build_network(args.network, args.plugin, args.checkpoint, args.dropout, device,
+                                  tuple(images.x.shape[1:]))
     x, y, n, bs = images.x, images.y, len(images.y), args.batch_size
     predictor = Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10)
     eps = args.eps / 255

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -121,3 +122,18 @@ def test_clean_accuracy_scores_the_deployed_rule(tmp_path, model, capsys):
     _printed_table(capsys)
     assert rows == [{"model": model, "correct": int((dataset.y_test == 3).sum()), "total": len(dataset.y_test),
                      "checkpoint": f"mnist-5k-{model}-00.safetensors"}]
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_script_at_tiny_sizes_and_prints_one_summary():
+    """The GPU check's own entry point, as a user runs it, at CPU plumbing sizes (what CI can check of it)."""
+    import subprocess
+
+    result = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--sizes", "tiny"], capture_output=True,
+                            text=True, env={**os.environ, "PYTHON": sys.executable, "COLUMNS": "200"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = result.stdout[result.stdout.index("gpu_check (tiny sizes)"):]
+    for script in ("attack_speed", "limit", "eot_speed", "scaling"):
+        assert f"{script}" in summary
+    assert summary.count("wall time of the script") == 4
+    assert "faster than pyautoattack rand" in summary and "of the bare forward+backward throughput" in summary
