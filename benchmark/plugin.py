@@ -136,6 +136,14 @@ class ModelPlugin:
         the source of the transfer attack. ``None``: the harness uses the baseline trained on the same data."""
         return None
 
+    def deterministic_trunk(self, network: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+        """``(trunk, head)`` of a stochastic network whose randomness all lies after a deterministic trunk:
+        ``head(trunk(x))`` computes ``network(x)`` (the same law), and ``trunk`` draws nothing. The harness then
+        runs the trunk once per input and only the head once per draw: the S draws of the deployed rule and the
+        K draws of every EOT step cost one trunk pass instead of S or K (MC dropout: the convolutions run once,
+        the dropout head K times). The law of the draws, and so every number, is unchanged. Default: none."""
+        return None
+
     def gradient_variants(self, network: nn.Module) -> dict[str, Callable[[], AbstractContextManager]]:
         """Other backward passes of a network whose ``gradients`` are surrogates (BPDA variants, Athalye, Carlini &
         Wagner, ICML 2018): name -> a function returning a context manager inside which ``network`` computes the

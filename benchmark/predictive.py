@@ -78,7 +78,9 @@ class Predictor:
     """Wraps a trained network; never changes its mode or its randomness.
 
     ``max_batch`` bounds how many inputs go through the network in one call: stochastic draws are
-    batched by repeating the inputs along the batch axis, in chunks of at most that size.
+    batched by repeating the inputs along the batch axis, in chunks of at most that size. ``trunk`` is a
+    stochastic network's ``(trunk, head)`` split (``ModelPlugin.deterministic_trunk``): then the trunk runs
+    once per input and only its output is repeated through the head, one row per draw.
     ``likelihood`` is the plugin's own per-example training loss (moment models), a second objective
     attacks can follow. Every output is checked against the contract (shape, a class count that does
     not change between calls); :meth:`probs` also refuses NaN/inf, raising :class:`PluginOutputError`.
@@ -94,8 +96,11 @@ class Predictor:
     """
 
     def __init__(self, network: nn.Module, kind: str, max_batch: int = 4096, likelihood: Likelihood | None = None,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, trunk: tuple[nn.Module, nn.Module] | None = None):
+        if trunk is not None and kind != "stochastic":
+            raise ValueError(f"a deterministic trunk saves draws of a stochastic network; this one is {kind}")
         self.network = network
+        self.trunk = trunk
         self.kind = kind
         self.max_batch = max_batch
         self.likelihood = likelihood
@@ -133,11 +138,15 @@ class Predictor:
 
     def _stochastic_draws(self, x: torch.Tensor, draws: int) -> torch.Tensor:
         per_call = max(1, self.max_batch // max(1, x.shape[0]))
+        network, rows = self.network, x
+        if self.trunk is not None:  # the deterministic part once per input, the random head once per draw
+            trunk, network = self.trunk
+            rows = trunk(x)
         chunks = []
         remaining = draws
         while remaining > 0:
             n = min(per_call, remaining)
-            out = self._checked(self.network(x.repeat(n, *([1] * (x.dim() - 1)))), n * x.shape[0])
+            out = self._checked(network(rows.repeat(n, *([1] * (rows.dim() - 1)))), n * x.shape[0])
             chunks.append(F.log_softmax(out, dim=-1).view(n, x.shape[0], -1))
             remaining -= n
         return torch.cat(chunks, dim=0)

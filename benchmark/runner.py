@@ -146,7 +146,9 @@ def run(request: RunRequest) -> dict:
         def bounds(lower, upper):
             return plugin.interval_logits(network, lower, upper)
 
-    evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes),
+    trunk = plugin.deterministic_trunk(network) if plugin.predictive == "stochastic" else None
+    evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes,
+                                    trunk=trunk),
                           x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world,
                           bounds=bounds, gradient_variants=plugin.gradient_variants(network))
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,

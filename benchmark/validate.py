@@ -35,6 +35,33 @@ def _output_problem(kind: str, out, batch: int, classes: int) -> str | None:
     return None
 
 
+@torch.no_grad()
+def _trunk_check(plugin: ModelPlugin, network: torch.nn.Module, x: torch.Tensor, label: str) -> Check:
+    """A declared deterministic trunk must draw nothing (two passes agree), and head(trunk(x)) must be network(x)
+    under the same seed: otherwise the draws the harness repeats through the head would not be the network's."""
+    name = f"deterministic trunk({label})"
+    split = plugin.deterministic_trunk(network)
+    if split is None:
+        return Check(name, True, "none declared")
+    trunk, head = split
+    try:
+        first, second = trunk(x), trunk(x)
+        with torch.random.fork_rng():  # the caller's generator state is left as it was
+            torch.manual_seed(0)
+            whole = logits_of(network(x))
+            torch.manual_seed(0)
+            split_out = logits_of(head(trunk(x)))
+    except Exception as exc:
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+    if not torch.equal(first, second):
+        return Check(name, False, "two passes of the declared trunk differ: it draws randomness, so the draws "
+                                  "repeated through its head would share it; declare a shorter trunk or none")
+    if whole.shape != split_out.shape or not torch.allclose(whole, split_out, rtol=1e-4, atol=1e-5):
+        return Check(name, False, "head(trunk(x)) is not network(x) under the same random seed: the split must "
+                                  "compute the same function with the same draws")
+    return Check(name, True)
+
+
 def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
                     shapes: tuple[tuple[int, int, int], ...] | None = None) -> list[Check]:
     """Build, run and differentiate the plugin's network on random inputs of each supported shape."""
@@ -97,6 +124,7 @@ def validate_plugin(plugin: ModelPlugin, batch: int = 4, classes: int = 10,
                                 "network shares one random draw across the batch, so the K EOT draws and S decision "
                                 "draws the harness batches are really one; draw per example",
                                 blocking=False))
+            checks.append(_trunk_check(plugin, network, x.detach(), label))
         elif plugin.predictive in ("deterministic", "moments"):
             checks.append(Check(f"repeatable output({label})", same,
                                 f"predictive={plugin.predictive} but two identical forward passes differ: "

@@ -2,7 +2,10 @@
 
 * ``harness AutoAttack rand-eot``: ``benchmark.attacks.AutoAttack`` on a stochastic ``Predictor``: APGD-CE
   and APGD-DLR (100 iterations each, on every image), each forward pass the log-mean-exp of K draws
-  batched along the batch axis (``Predictor.max_batch`` images per network call).
+  batched along the batch axis (``Predictor.max_batch`` images per network call); where the network has a
+  deterministic trunk (``ModelPlugin.deterministic_trunk``; the ResNet and tiny nets: everything before the
+  dropout head) it runs once per input and only the head once per draw, as in a run
+  (``--without-trunk`` adds a row with the whole network run per draw).
 * ``pyautoattack rand``: ``AutoAttack(version="rand")`` on the bare network: APGD-CE then APGD-DLR on
   the images still standing, ``eot_iter = K`` single-draw forward/backward passes one after another per
   iteration, gradients averaged.
@@ -53,10 +56,22 @@ from benchmark.registry import create_model
 NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
 
 
+class Features(nn.Module):
+    """The deterministic trunk of a network whose dropout sits in its ``linear`` head: ``network.features``."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network.features(x)
+
+
 def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, device: torch.device,
-                  input_shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[nn.Module, str]:
-    """The ``--network`` to attack, in eval mode on ``device``, and a line saying what it is; a plugin's network
-    is built for ``input_shape`` (its MNIST or its CIFAR architecture)."""
+                  input_shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[nn.Module, tuple | None, str]:
+    """The ``--network`` to attack, in eval mode on ``device``, its deterministic ``(trunk, head)`` split (what
+    ``ModelPlugin.deterministic_trunk`` gives a plugin's network; None where the plugin declares none), and a
+    line saying what it is; a plugin's network is built for ``input_shape`` (its MNIST or CIFAR architecture)."""
     if kind == "plugin":
         plugin = create_model(plugin_name)
         if plugin.predictive != "stochastic":
@@ -67,6 +82,8 @@ def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, devic
             load_checkpoint(network, checkpoint)
         what = f"{plugin_name} plugin network, " + (f"weights {checkpoint}" if checkpoint
                                                     else "random weights (accuracies mean nothing)")
+        network = network.to(device).eval()
+        return network, plugin.deterministic_trunk(network), what
     elif kind == "resnet18-dropout":
         network = ResNet18()
         network.load_state_dict(read_state(checkpoint or reference_checkpoint()), strict=True)
@@ -79,7 +96,8 @@ def build_network(kind: str, plugin_name: str, checkpoint, dropout: float, devic
         what = f"tiny random CNN + always-on dropout p={dropout} (plumbing only)"
     else:
         raise SystemExit(f"unknown --network {kind!r}")
-    return network.to(device).eval(), what
+    network = network.to(device).eval()
+    return network, (Features(network), network.linear), what
 
 
 def harness_eot(predictor: Predictor, x, y, eps, draws, iters, batch_size, seed) -> torch.Tensor:
@@ -131,6 +149,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--iters", type=int, default=None, help="APGD iterations (default: 100 on CUDA, 5 on CPU)")
     parser.add_argument("--eps", type=float, default=8.0, help="budget in units of 1/255")
     parser.add_argument("--max-batch", type=int, default=4096, help="Predictor.max_batch: images per network call")
+    parser.add_argument("--without-trunk", action="store_true",
+                        help="also time the harness running the whole network once per draw (no trunk split)")
     args = parser.parse_args(argv)
     device = resolve(args)
     cuda = device.type == "cuda"
@@ -140,27 +160,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
 
     images = load_images(args.dataset, args.data_dir, args.n, device, args.seed)
-    network, what = build_network(args.network, args.plugin, args.checkpoint, args.dropout, device,
-                                  tuple(images.x.shape[1:]))
+    network, trunk, what = build_network(args.network, args.plugin, args.checkpoint, args.dropout, device,
+                                         tuple(images.x.shape[1:]))
     x, y, n, bs = images.x, images.y, len(images.y), args.batch_size
-    predictor = Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10)
+    predictor = Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10, trunk=trunk)
     eps = args.eps / 255
     clean = deployed_accuracy(predictor, x, y, samples, bs, args.seed)
     print_header("eot_speed: harness EOT against pyautoattack rand", device, [
         f"network: {what}", f"data: {images.label}; batch size {bs}; max_batch {args.max_batch}",
+        f"deterministic trunk: {'run once per input, the head once per draw' if trunk else 'none declared'}",
         f"K = {draws} EOT draws, APGD {iters} iterations, eps {args.eps:g}/255, S = {samples}; "
         f"clean accuracy {clean:.1%}",
     ])
 
     harness_eot(predictor, x[:1], y[:1], eps, 1, 1, 1, args.seed)  # warm-up
-    adv_h, sec_h = timed(lambda: harness_eot(predictor, x, y, eps, draws, iters, bs, args.seed), device)
+    runs = [("harness AutoAttack rand-eot (K batched" + (", trunk once)" if trunk else ")"), predictor)]
+    if args.without_trunk and trunk:
+        runs.append(("harness AutoAttack rand-eot (K batched, whole network per draw)",
+                     Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10)))
+    results = []
+    for method, attacked in runs:
+        adv, seconds = timed(lambda p=attacked: harness_eot(p, x, y, eps, draws, iters, bs, args.seed), device)
+        results.append({"method": method, "seconds": seconds,
+                        "robust_acc": deployed_accuracy(predictor, adv, y, samples, bs, args.seed)})
     adv_r, sec_r = timed(lambda: pyautoattack_rand(network, x, y, eps, draws, iters, bs, args.seed, device), device)
-    results = [
-        {"method": "harness AutoAttack rand-eot (K batched)", "seconds": sec_h,
-         "robust_acc": deployed_accuracy(predictor, adv_h, y, samples, bs, args.seed)},
-        {"method": "pyautoattack rand (K sequential)", "seconds": sec_r,
-         "robust_acc": deployed_accuracy(predictor, adv_r, y, samples, bs, args.seed)},
-    ]
+    results.append({"method": "pyautoattack rand (K sequential)", "seconds": sec_r,
+                    "robust_acc": deployed_accuracy(predictor, adv_r, y, samples, bs, args.seed)})
     rows = []
     for r in results:
         r["images_per_s"] = n / r["seconds"]

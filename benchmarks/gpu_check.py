@@ -61,7 +61,7 @@ def headlines(name: str, result) -> list[list[str]]:
         return [[name, full["method"], f"{full['fraction_of_floor']:.1%} of the bare forward+backward throughput"],
                 [name, active["method"], f"{active['seconds'] / full['seconds']:.1%} of the time of every example"]]
     if name == "eot_speed":
-        harness, reference = result
+        harness, reference = result[0], result[-1]
         return [[name, harness["method"], f"{harness['speedup']:.2f}x faster than pyautoattack rand; "
                  f"robust acc {harness['robust_acc']:.1%} vs {reference['robust_acc']:.1%}"]]
     ooms = sum("OOM" in (r.get("clean_s"), r.get("pgd_s")) for r in result["sweep"])

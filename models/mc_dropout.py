@@ -35,6 +35,11 @@ class MCDropoutPlugin(ModelPlugin):
     def train_config(self, task: Task) -> TrainConfig:
         return cnn_recipe(task)
 
+    def deterministic_trunk(self, network: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """Everything before the first dropout layer (the normalisation and the convolutions) draws nothing."""
+        first = next(i for i, module in enumerate(network) if isinstance(module, MCDropout))
+        return network[:first], network[first:]
+
     def surrogate(self, network: nn.Module) -> nn.Module:
         """The same weights with dropout off: the deterministic mean-field approximation of the predictive."""
         deterministic = copy.deepcopy(network)
