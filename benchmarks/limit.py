@@ -2,14 +2,14 @@
 
 A gradient attack needs one forward and one backward pass per step and image, so the throughput of a bare
 loop (``loss = cross_entropy(model(x), y); grad = autograd.grad(loss, x)``, nothing else) on the same model,
-batch size and precision is the most images x gradients per second any gradient attack can reach. The script
-times that loop, a plain PGD loop (the loop plus the sign step and projection), and the harness's
-``benchmark.attacks.PGD`` through ``Predictor`` on the same images twice: with every example run to the end
-(the same work as the floor's loop: its throughput as a fraction of the floor is the engine's efficiency)
-and with its active set (a deterministic model's example leaves once misclassified: the gradients it
-computes, counted by a hook on the model, and its wall-clock time against the first). Rows marked "headroom"
-(channels_last, bf16 autocast; on CUDA by default) use another memory format or precision than the harness
-and are not its floor: they show what a harness change could gain.
+batch size, precision and images (batch after batch, as PGD walks them) is the most images x gradients per
+second any gradient attack can reach. The script times that loop, a plain PGD loop (the loop plus the sign
+step and projection), and the harness's ``benchmark.attacks.PGD`` through ``Predictor`` on the same images
+twice: with every example run to the end (the same work as the floor's loop: its throughput as a fraction of
+the floor is the engine's efficiency) and with its active set (a deterministic model's example leaves once
+misclassified: the gradients it computes, counted by a hook on the model, and its wall-clock time against
+the first). Rows marked "headroom" (channels_last, bf16 autocast; on CUDA by default) use another memory
+format or precision than the harness and are not its floor: they show what a harness change could gain.
 
     OMP_NUM_THREADS=1 python benchmarks/limit.py --device cpu --n 8 --batch-size 4 --steps 3
     python benchmarks/limit.py          # CUDA: batch 500, 1000 images, PGD-100
@@ -49,21 +49,25 @@ def _autocast(variant: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else contextlib.nullcontext()
 
 
-def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, variant: str,
-                     device: torch.device) -> float:
-    """Seconds for ``iters`` bare input-gradient passes over the batch ``x``."""
+def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, batch_size: int,
+                     variant: str, device: torch.device) -> tuple[float, int]:
+    """Seconds for ``iters`` bare input-gradient passes, batch after batch through ``x`` (cyclically, the data
+    PGD walks through, not one cache-warm batch again and again), and the image-gradients computed."""
     if "channels_last" in variant:  # weights and input both (a channels_last input alone gains nothing)
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    slices = list(batches(len(y), batch_size))
+    grads = sum(len(y[slices[i % len(slices)]]) for i in range(iters))
 
     def loop():
-        for _ in range(iters):
-            xg = x.detach().requires_grad_(True)
+        for i in range(iters):
+            sl = slices[i % len(slices)]
+            xg = x[sl].detach().requires_grad_(True)
             with _autocast(variant, device):
-                loss = F.cross_entropy(model(xg), y, reduction="sum")
+                loss = F.cross_entropy(model(xg), y[sl], reduction="sum")
             torch.autograd.grad(loss, xg)
 
-    return timed(loop, device)[1]
+    return timed(loop, device)[1], grads
 
 
 def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
@@ -117,10 +121,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     xb, yb = x[:bs], y[:bs]
     results = []
     for variant in variants:
-        forward_backward(model, xb, yb, 2, variant, device)  # warm-up
-        seconds = min(forward_backward(model, xb, yb, iters, variant, device) for _ in range(args.repeats))
-        results.append({"method": f"bare forward+backward ({variant})", "variant": variant, "seconds": seconds,
-                        "grads": iters * bs})
+        forward_backward(model, x, y, 2, bs, variant, device)  # warm-up
+        runs = [forward_backward(model, x, y, iters, bs, variant, device) for _ in range(args.repeats)]
+        results.append({"method": f"bare forward+backward ({variant})", "variant": variant,
+                        "seconds": min(r[0] for r in runs), "grads": runs[0][1]})
     eps = args.eps / 255
     predictor = Predictor(model, "deterministic", num_classes=10)
     rows_seen = [0]
