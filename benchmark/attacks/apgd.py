@@ -60,7 +60,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from benchmark.attacks.base import Attack, project
+from benchmark.attacks.base import Attack, project, target_classes
 from benchmark.attacks.losses import LOSSES, targeted_dlr
 from benchmark.attacks.square import margin
 from benchmark.predictive import Predictor
@@ -92,12 +92,6 @@ def compaction_interval(device: torch.device) -> int:
     """Passes between two compactions of the active set: each makes the host wait for the device, free on
     the CPU (every pass) and a stall of the queue on an accelerator (every ``COMPACT_EVERY`` passes)."""
     return 1 if device.type == "cpu" else COMPACT_EVERY
-
-
-def target_classes(log_pred: torch.Tensor, y: torch.Tensor, count: int) -> torch.Tensor:
-    """``[B, count]``: the ``count`` classes other than y that ``log_pred`` ranks highest, best first; for a
-    correctly classified input these are the classes ranked 2 to count + 1 (APGD-T's targets)."""
-    return log_pred.scatter(1, y[:, None], -torch.inf).topk(count, dim=1).indices
 
 
 class _Rows:

@@ -63,3 +63,9 @@ def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     """Back into the eps-ball around ``x`` and the valid image range."""
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+
+
+def target_classes(log_pred: torch.Tensor, y: torch.Tensor, count: int) -> torch.Tensor:
+    """``[B, count]``: the ``count`` classes other than y that ``log_pred`` ranks highest, best first; for a
+    correctly classified input these are the classes ranked 2 to count + 1 (the targets of APGD-T and FAB-T)."""
+    return log_pred.scatter(1, y[:, None], -torch.inf).topk(count, dim=1).indices

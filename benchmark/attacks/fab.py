@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from benchmark.attacks.base import Attack, project
+from benchmark.attacks.base import Attack, project, target_classes
 from benchmark.predictive import Predictor
 
 #: floor on the L-inf norm of the two projection steps in the bias a (pyautoattack's): a = 0/0 would be NaN
@@ -148,7 +148,7 @@ class FAB(Attack):
         targets = min(self.targets, logits.shape[1] - 1)
         if targets < 1 or self.steps < 1:
             return result
-        ranked = logits.argsort(1, descending=True)[:, 1:targets + 1]  # FAB-T's targets: ranks 2 to T+1
+        ranked = target_classes(logits, y, targets)  # FAB-T's targets: ranks 2 to T+1 where x is correct
         active = torch.nonzero(logits.argmax(1) == y).squeeze(1)
         for restart in range(self.restarts):
             if active.numel() == 0:

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from benchmark.attacks import apgd as apgd_module
-from benchmark.attacks.apgd import APGD, checkpoints, target_classes
+from benchmark.attacks.apgd import APGD, checkpoints
+from benchmark.attacks.base import target_classes
 from benchmark.attacks.losses import targeted_dlr
 from benchmark.layers.dropout import MCDropout
 from benchmark.predictive import Predictor
@@ -17,13 +18,7 @@ TOL = 0.01  # one point of robust accuracy
 LOSSES = ("ce", "dlr", "dlr-targeted")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small matmuls gain nothing from intra-op threads on a shared CPU (see test_crosscheck.py); restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
 
 
 @pytest.fixture(scope="module")
