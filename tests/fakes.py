@@ -1,15 +1,29 @@
-"""Synthetic run directories shaped like the harness's output, for tests of reports and leaderboards."""
+"""Test doubles: synthetic run directories shaped like the harness's output (for tests of reports and
+leaderboards) and a module wrapper that counts the rows it computes."""
 
 import json
 from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from benchmark.metrics import reliability_table
 
 SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 EPS_FRACTIONS = (0.25, 0.5, 1.0, 2.0)
+
+
+class RowCounter(nn.Module):
+    """The wrapped module, counting the rows it is asked to compute."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module, self.rows = module, 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.module(x)
 
 
 def make_run(run_dir: Path, model: str, dataset: str, attacks: tuple[str, ...], eps: float = 0.3) -> Path:

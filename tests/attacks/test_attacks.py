@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from fakes import RowCounter
 from torch import nn
 
 from benchmark.attacks import FGSM, PGD, AutoAttack, input_gradient
@@ -41,18 +42,6 @@ def test_pgd_keeps_a_found_adversarial_point(trained_mlp, mnist_sample):
     many = PGD(steps=30, step_size=1.0, random_start=False)(predictor, x, y, 0.15, 1)
     broken_early = predictor.probs(one_step).argmax(1) != y
     assert (predictor.probs(many).argmax(1) != y)[broken_early].all()
-
-
-class RowCounter(nn.Module):
-    """The wrapped network, counting the rows it is asked to classify."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net, self.rows = net, 0
-
-    def forward(self, x):
-        self.rows += x.shape[0]
-        return self.net(x)
 
 
 @pytest.mark.parametrize("restarts", [1, 2])

@@ -36,14 +36,7 @@ def fraction_identical(a, b, atol=1e-6):
     return ((a - b).flatten(1).abs().max(1).values <= atol).float().mean().item()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 784-128-10 MLP on 100-300 images gains nothing from intra-op threads, and on a shared CPU their
-    synchronisation makes each small matmul up to 20 times slower; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
 
 
 @pytest.fixture(scope="module")

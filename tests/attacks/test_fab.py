@@ -14,14 +14,7 @@ EPS = 0.08  # MNIST MLP: clean ~93%, FAB-T leaves ~27%, so the comparison is inf
 TOL = 0.01  # one point of robust accuracy
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 784-128-10 MLP on a few hundred rows gains nothing from intra-op threads, and on a shared CPU their
-    synchronisation makes each small matmul many times slower; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ every draw, loss and gradient is what the whole network gives under the same see
 
 import pytest
 import torch
+from fakes import RowCounter
 from torch import nn
 
 from benchmark.attacks import input_gradient
@@ -12,18 +13,6 @@ from benchmark.registry import create_model
 from benchmark.validate import validate_plugin
 
 TASK = Task("mnist", (1, 28, 28), 10, 100, "quick")
-
-
-class Rows(nn.Module):
-    """A module that counts the rows it is given."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module, self.rows = module, 0
-
-    def forward(self, x):
-        self.rows += x.shape[0]
-        return self.module(x)
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def test_the_split_gives_the_same_draws_losses_and_gradients(network):
 
 def test_the_trunk_runs_once_per_input_and_the_head_once_per_draw(network):
     trunk, head = create_model("mc-dropout").deterministic_trunk(network)
-    trunk, head = Rows(trunk), Rows(head)
+    trunk, head = RowCounter(trunk), RowCounter(head)
     predictor = Predictor(network, "stochastic", trunk=(trunk, head))
     predictor.log_predictive(torch.rand(4, 1, 28, 28), 20)
     assert (trunk.rows, head.rows) == (4, 80)
