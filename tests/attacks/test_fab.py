@@ -14,7 +14,7 @@ EPS = 0.08  # MNIST MLP: clean ~93%, FAB-T leaves ~27%, so the comparison is inf
 TOL = 0.01  # one point of robust accuracy
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ class Counting(Predictor):
         return super().log_predictive(x, draws)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/attacks/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
