@@ -32,7 +32,8 @@ OutOption = typer.Option(Path("."), "--out", help="Directory holding runs/, chec
 
 @app.command()
 def run(
-    model: str = typer.Option(..., "--model", "-m", help="Registered plugin name, or path/to/file.py:name."),
+    model: str = typer.Option(..., "--model", "-m",
+                              help="Registered plugin name, path/to/file.py:name, a comma-separated list, or all."),
     dataset: str = typer.Option("mnist", "--dataset", "-d",
                                 help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
     profile: str | None = typer.Option(None, "--profile", "-p",
@@ -57,14 +58,20 @@ def run(
     download: bool = typer.Option(True, "--download/--no-download",
                                   help="Allow a torchvision download when a dataset is not found."),
 ) -> None:
-    """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report."""
+    """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report; ``--model all`` (or a
+    comma-separated list) runs every plugin in turn."""
     from benchmark.columns import AFTER_RUN
     from benchmark.runner import RunRequest
     from benchmark.runner import run as execute
+    from benchmark.suite import is_suite
 
-    row = execute(RunRequest(model=model, dataset=dataset, profile=profile, device=device, data_dir=data_dir,
-                             seed=seed, out=out, retrain=retrain, checkpoint=checkpoint, eps=eps, n_test=n_test,
-                             n_train=n_train, epochs=epochs, batch_size=batch_size, download=download))
+    request = RunRequest(model=model, dataset=dataset, profile=profile, device=device, data_dir=data_dir, seed=seed,
+                         out=out, retrain=retrain, checkpoint=checkpoint, eps=eps, n_test=n_test, n_train=n_train,
+                         epochs=epochs, batch_size=batch_size, download=download)
+    if is_suite(model):
+        _run_suite(request)
+        return
+    row = execute(request)
     table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
     for column in AFTER_RUN:
         table.add_column(column.name)
@@ -76,6 +83,34 @@ def run(
                       f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
                       f"S={row['samples']}, K={row['eot']}")
     out_console.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
+
+
+def _run_suite(request) -> None:
+    """``benchmark run --model all``: every plugin in turn, then one table of what each produced and cost."""
+    from benchmark.suite import run_suite, suite_models
+
+    if request.checkpoint is not None:
+        raise BenchmarkError("--checkpoint holds one model's weights; it cannot be given with several models")
+    entries = run_suite(request, suite_models(request.model))
+    table = Table(title=f"board: {request.dataset}")
+    for column in ("model", "clean_acc", "robust_acc", "eps", "flags", "train s", "eval s", "wall s"):
+        table.add_column(column)
+    for entry in entries:
+        row = entry.row
+        if row is None:
+            table.add_row(entry.model, "[red]failed[/]", entry.error or "", "", "", "", "", f"{entry.wall_seconds:.0f}")
+            continue
+        table.add_row(entry.model, f"{row['clean_acc']:.4f}", f"{row['robust_acc']:.4f}", f"{row['eps']:.4g}",
+                      row["flags"], f"{row['train_seconds']:.0f}", f"{row['eval_seconds']:.0f}",
+                      f"{entry.wall_seconds:.0f}")
+    out_console.print(table)
+    failed = [entry.model for entry in entries if entry.row is None]
+    out_console.print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
+                      f"{sum(entry.wall_seconds for entry in entries):.0f} s of wall time; "
+                      f"leaderboard: {Path(request.out) / 'leaderboards'}")
+    if failed:
+        raise BenchmarkError(f"{len(failed)} plugin(s) failed: {', '.join(failed)} (their reasons are above; "
+                             "the others' rows are on the leaderboard)")
 
 
 @app.command("list")

@@ -19,3 +19,12 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
         disable=console.quiet or not console.is_terminal,
     )
+
+
+def suite_progress() -> Progress:
+    """The bar of a whole board (``benchmark run --model all``): one step per plugin, kept on screen while
+    each plugin's own bars come and go beneath it."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=console.quiet or not console.is_terminal,
+    )
