@@ -41,31 +41,36 @@ COLUMNS: tuple[Column, ...] = (
     Column("eot", "draws K per attack step (expectation over transformation)", board=14),
     Column("clean_acc", "accuracy on clean test images", board=2, after_run=True, score=True),
     Column("robust_acc", "per-example worst case over clean correctness and every attack run at eps, mean over "
-           "the R re-evaluations", board=3, after_run=True, score=True),
-    Column("attacks", "the attacks that ran at eps, joined by +", board=7),
-    Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=8, after_run=True, score=True),
-    Column("ece", "expected calibration error on clean data (15 bins)", board=9, after_run=True, score=True),
-    Column("nll", "negative log-likelihood on clean data", board=10, after_run=True, score=True),
-    Column("brier", "Brier score on clean data", board=11, after_run=True, score=True),
+           "the R re-evaluations", board=4, after_run=True, score=True),
+    Column("attacks", "the attacks that ran at eps, joined by +", board=12),
+    Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=6, after_run=True, score=True),
+    Column("ece", "expected calibration error on clean data (15 bins)", board=8, after_run=True, score=True),
+    Column("nll", "negative log-likelihood on clean data", board=9, after_run=True, score=True),
+    Column("brier", "Brier score on clean data", board=10, after_run=True, score=True),
     Column("flags", "the gradient-masking diagnostics that fired, joined by ; (benchmark.diagnostics.FLAGS)",
-           board=12, after_run=True),
+           board=11, after_run=True),
     Column("params", "number of parameters of the network", board=17),
     Column("train_seconds", "training time in seconds (0 for given weights)", board=18, after_run=True),
     Column("eval_seconds", "evaluation time in seconds, summed over the conditions", board=19, after_run=True),
     Column("device", "where the run ran", board=20),
     Column("version", "the benchmark's version"),
     Column("date", "when the run started (UTC)", board=21),
-    Column("robust_acc_ci_low", "lower end of robust_acc's 95% interval", extra=True, board=4, score=True),
-    Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, board=5, score=True),
+    Column("robust_acc_ci_low", "lower end of robust_acc's 95% interval", extra=True, score=True),
+    Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, score=True),
     Column("robust_acc_worst", "robust accuracy counting an example only if it survived all R re-evaluations",
            extra=True, score=True),
     Column("reevals", "re-evaluations R of every final adversarial point", extra=True),
     Column("run_id", "the run's directory under runs/", extra=True),
     Column("certified_acc", "IBP-certified accuracy at eps for plugins with interval bounds, else empty",
-           extra=True, board=6, score=True),
+           extra=True, board=5, score=True),
     Column("protocol", "the row's identity: the profile's name and every setting that differs from it (an eps "
            "other than the dataset's, --n-test, --epochs, given weights, ...); a table ranks only rows of one "
            "protocol", extra=True),
+    Column("robust_auc", "normalised area under the robust-accuracy-against-eps curve on [0, eps] (trapezoid rule "
+           "through the clean accuracy at 0 and every eps of the sweep, divided by eps); the leaderboard's sort key",
+           extra=True, board=3, after_run=True, score=True),
+    Column("noise_auroc", "mean over the noise sigmas > 0 of the AUROC of predictive entropy for telling noisy "
+           "from clean inputs (0.5: no better than chance)", extra=True, board=7, score=True),
 )
 
 #: The CSV header, in order.

@@ -87,3 +87,79 @@ def plot_eps(attacks: dict[str, pd.DataFrame], eps: float, path: Path) -> None:
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- the leaderboard's figures (all models at once)
+
+BASELINE = "baseline"
+
+
+def model_styles(models: list[str]) -> dict[str, dict]:
+    """One look per model that survives colour blindness and greyscale: seaborn's colour-blind palette, cycled
+    with markers and line styles when there are more models than colours; the baseline black and dashed, drawn
+    last so every method is read against it."""
+    palette = sns.color_palette("colorblind")
+    markers, lines = "osD^vP*Xph<>", ["-", "-.", ":"]
+    others = [m for m in models if m != BASELINE]
+    styles = {m: dict(color=palette[i % len(palette)], marker=markers[i % len(markers)],
+                      linestyle=lines[(i // len(palette)) % len(lines)], linewidth=1.4, zorder=2)
+              for i, m in enumerate(others)}
+    if BASELINE in models:
+        styles[BASELINE] = dict(color="black", marker="s", linestyle="--", linewidth=2.4, zorder=3)
+    return styles
+
+
+def plot_board_eps(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, path: Path) -> None:
+    """Robust accuracy against eps for every model, with its 95% interval as a band, starting from the clean
+    accuracy at eps = 0."""
+    styles = model_styles(list(rows.model))
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    for row in rows.itertuples():
+        curve = curves[curves.model == row.model].sort_values("eps")
+        xs = np.concatenate([[0.0], curve.eps])
+        style = styles[row.model]
+        ax.plot(xs, np.concatenate([[row.clean_acc], curve.robust_acc]), label=row.model, **style)
+        ax.fill_between(xs, np.concatenate([[row.clean_acc], curve.robust_acc_ci_low]),
+                        np.concatenate([[row.clean_acc], curve.robust_acc_ci_high]), color=style["color"], alpha=0.12,
+                        linewidth=0, zorder=1)
+    ax.axvline(eps, color="0.5", linestyle=":", linewidth=1)
+    ax.set(xlabel="ε (L∞)", ylabel="robust accuracy", ylim=(0, 1.02), xlim=(0, None),
+           title="Robust accuracy against ε (worst case over every attack; bands: 95% intervals)")
+    ax.legend(fontsize="small", ncols=2 if len(rows) > 8 else 1, loc="upper right")
+    _save(fig, path)
+
+
+def plot_board_noise(rows: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
+    """Accuracy and ECE against the Gaussian noise sigma for every model, side by side."""
+    styles = model_styles(list(rows.model))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for row in rows.itertuples():
+        curve = curves[curves.model == row.model].sort_values("sigma")
+        for ax, column in zip(axes, ("accuracy", "ece"), strict=True):
+            ax.plot(curve.sigma, curve[column], label=row.model, **styles[row.model])
+    axes[0].set(xlabel="noise σ", ylabel="accuracy", ylim=(0, 1.02), title="Accuracy under Gaussian noise")
+    axes[1].set(xlabel="noise σ", ylabel="ECE", ylim=(0, None), title="Calibration error under Gaussian noise")
+    axes[1].legend(fontsize="small", ncols=2 if len(rows) > 8 else 1, loc="upper left")
+    _save(fig, path)
+
+
+def plot_board_tradeoff(rows: pd.DataFrame, path: Path) -> None:
+    """Clean accuracy against robustness (the normalised area under the robust-accuracy curve), one point per
+    model, named; dashed lines through the baseline split the plane into better and worse on each axis."""
+    styles = model_styles(list(rows.model))
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    for row in rows.itertuples():
+        style = styles[row.model]
+        ax.scatter(row.robust_auc, row.clean_acc, color=style["color"], marker=style["marker"], s=60,
+                   zorder=style["zorder"], label=row.model)
+        ax.annotate(row.model, (row.robust_auc, row.clean_acc), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+        if row.model == BASELINE:
+            ax.axvline(row.robust_auc, color="black", linestyle="--", linewidth=1)
+            ax.axhline(row.clean_acc, color="black", linestyle="--", linewidth=1)
+    ax.set(xlabel="robustness: normalised area under robust accuracy against ε", ylabel="clean accuracy",
+           title="Clean accuracy against robustness (up and right is better)")
+    _save(fig, path)

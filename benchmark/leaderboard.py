@@ -11,11 +11,12 @@ import html
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
 from benchmark.errors import BenchmarkError
-from benchmark.render import html_table, markdown_table, markdown_text
+from benchmark.render import eps_text, html_table, markdown_table, markdown_text
 from benchmark.report import write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
@@ -48,8 +49,52 @@ def table(out: Path, dataset: str) -> pd.DataFrame:
     frame["protocol"] = frame.protocol.fillna(frame.profile)  # runs made before rows named their protocol
     frame = frame.sort_values("date").drop_duplicates(["model", "protocol"], keep="last")
     order = frame.protocol.map(PROFILE_ORDER).fillna(len(PROFILE_ORDER))
-    return (frame.assign(_order=order).sort_values(["_order", "protocol", "robust_acc"], ascending=[True, True, False])
-            .drop(columns="_order").reset_index(drop=True))
+    return (frame.assign(_order=order, _flagged=flagged(frame))
+            .sort_values(["_order", "protocol", "_flagged", *SORT_KEY],
+                         ascending=[True, True, True] + [False] * len(SORT_KEY), na_position="last")
+            .drop(columns=["_order", "_flagged"]).reset_index(drop=True))
+
+
+#: The rank within a protocol: robustness over the whole eps range first (the curve's normalised area), then
+#: the accuracy at the dataset's eps, then clean accuracy. Flagged rows are ranked after, and apart from, the rest.
+SORT_KEY = ("robust_auc", "robust_acc", "clean_acc")
+
+
+def flagged(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose run raised a gradient-masking flag (or a failed condition): their robust accuracy may be too
+    high, so they are ranked apart from the rest."""
+    return frame["flags"].fillna("").astype(str).str.len() > 0
+
+
+def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every row's robust accuracy (with its interval) at each eps of its sweep up to the row's eps, and its
+    accuracy, ECE and entropy AUROC at each noise sigma, read from the row's run (long tables)."""
+    eps_rows, noise_rows = [], []
+    for row in frame.itertuples():
+        path = Path(out) / "runs" / str(row.run_id) / "metrics.csv"
+        if not path.exists():
+            continue
+        metrics = pd.read_csv(path)
+        robust = metrics[metrics.condition == "robust"].pivot_table(index="param", columns="metric", values="value")
+        for eps, values in robust.iterrows():
+            if float(eps) <= float(row.eps) * (1 + 1e-9):  # the collapse check at a larger eps is not the curve
+                eps_rows.append({"model": row.model, "protocol": row.protocol, "eps": float(eps),
+                                 "robust_acc": values.get("accuracy"),
+                                 "robust_acc_ci_low": values.get("accuracy_ci_low"),
+                                 "robust_acc_ci_high": values.get("accuracy_ci_high")})
+        noise = metrics[metrics.condition == "noise"].pivot_table(index="param", columns="metric", values="value")
+        for sigma, values in noise.iterrows():
+            noise_rows.append({"model": row.model, "protocol": row.protocol, "sigma": float(sigma),
+                               **{m: values.get(m) for m in NOISE_METRICS}})
+    return (pd.DataFrame(eps_rows, columns=["model", "protocol", "eps", "robust_acc", "robust_acc_ci_low",
+                                            "robust_acc_ci_high"]),
+            pd.DataFrame(noise_rows, columns=["model", "protocol", "sigma", *NOISE_METRICS]))
+
+
+NOISE_METRICS = ("accuracy", "ece", "auroc")
+FIGURES = (("eps", "Robust accuracy against eps, every model"),
+           ("noise", "Accuracy and ECE against Gaussian noise sigma, every model"),
+           ("tradeoff", "Clean accuracy against robustness, every model"))
 
 
 def protocols(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -73,8 +118,12 @@ def publish(out: Path, dataset: str, model: str | None = None) -> None:
                 raise BenchmarkError(f"no finished runs for dataset {dataset!r} under {out / 'runs'}")
             for _, row in frame[frame.model == model].iterrows() if model else frame.iterrows():
                 write_report(out / "runs" / row.run_id, report_dir(out, dataset, row.protocol, row.model))
-            atomic_write_text(board_dir / f"{slug(dataset)}.csv", spreadsheet_safe(frame).to_csv(index=False))
-            atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, dataset, dataset_notes(out, frame)))
+            eps_curves, noise_curves = curves(out, frame)
+            _write_figures(board_dir, dataset, frame, eps_curves, noise_curves)
+            for name, part in (("", frame), ("-eps", eps_curves), ("-noise", noise_curves)):
+                atomic_write_text(board_dir / f"{slug(dataset)}{name}.csv", spreadsheet_safe(part).to_csv(index=False))
+            atomic_write_text(board_dir / f"{slug(dataset)}.md",
+                              _markdown(frame, eps_curves, dataset, dataset_notes(out, frame)))
             atomic_write_text(board_dir / "index.html", _index_html(out))
     except OSError as exc:
         raise BenchmarkError(f"cannot write leaderboards under {board_dir}: {exc.strerror or exc}; the run "
@@ -116,9 +165,47 @@ def dataset_notes(out: Path, frame: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _cells(part: pd.DataFrame) -> pd.DataFrame:
-    """The displayed columns of ``part`` as text."""
-    return pd.DataFrame([[_fmt(row[c]) for c in DISPLAY] for _, row in part.iterrows()], columns=DISPLAY)
+def _with_interval(value, low, high) -> str:
+    return "" if _fmt(value) == "" else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
+    """The displayed columns of ``part`` as text, with the robust accuracy (and its interval) at every eps of
+    the sweep below the row's own as columns of their own, just before ``robust_acc``."""
+    curve = eps_curves[eps_curves.protocol.isin(part.protocol)]
+    smaller = sorted({e for e in curve.eps if not (part.eps <= e * (1 + 1e-9)).all()})
+    columns = [*DISPLAY[:DISPLAY.index("robust_acc")], *(f"robust_acc@{eps_text(e)}" for e in smaller),
+               *DISPLAY[DISPLAY.index("robust_acc"):]]
+    rows = []
+    for _, row in part.iterrows():
+        cells = {c: _fmt(row[c]) for c in DISPLAY}
+        cells["robust_acc"] = _with_interval(row.robust_acc, row.robust_acc_ci_low, row.robust_acc_ci_high)
+        mine = curve[curve.model == row.model]
+        for e in smaller:
+            at = mine[np.isclose(mine.eps, e)]
+            cells[f"robust_acc@{eps_text(e)}"] = ("" if at.empty else
+                                                  _with_interval(*at.iloc[0][["robust_acc", "robust_acc_ci_low",
+                                                                              "robust_acc_ci_high"]]))
+        rows.append([cells[c] for c in columns])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def figure_path(dataset: str, protocol: str, name: str) -> str:
+    """A leaderboard figure's path relative to leaderboards/."""
+    return f"figures/{slug(dataset)}/{slug(protocol)}/{name}.png"
+
+
+def _write_figures(board_dir: Path, dataset: str, frame: pd.DataFrame, eps_curves: pd.DataFrame,
+                   noise_curves: pd.DataFrame) -> None:
+    from benchmark import figures  # plotting libraries load only when a leaderboard is drawn
+
+    for protocol, part in protocols(frame):
+        paths = {name: board_dir / figure_path(dataset, protocol, name) for name, _ in FIGURES}
+        paths["eps"].parent.mkdir(parents=True, exist_ok=True)
+        figures.plot_board_eps(part, eps_curves[eps_curves.protocol == protocol], float(part.eps.max()),
+                               paths["eps"])
+        figures.plot_board_noise(part, noise_curves[noise_curves.protocol == protocol], paths["noise"])
+        figures.plot_board_tradeoff(part, paths["tradeoff"])
 
 
 def _links(part: pd.DataFrame, dataset: str, suffix: str) -> list[str]:
@@ -133,16 +220,35 @@ def _protocol_note(protocol: str) -> str:
                                "ranked in their own tables."))
 
 
-def _markdown(frame: pd.DataFrame, dataset: str, notes: list[str]) -> str:
+RANKING = ("Robust accuracy is the per-example worst case over every attack run at the row's eps (L-inf), with "
+           "its 95% interval in brackets; robust_acc@e is the same at a smaller eps of the sweep. Rows are ranked "
+           "by robust_auc, the normalised area under the robust-accuracy curve from eps 0 to the row's eps, then "
+           "by robust_acc and clean_acc. A table ranks only rows of one protocol (profile and overrides); only "
+           "standard-profile rows are comparable with published results.")
+FLAGGED = ("Flagged rows, ranked apart: a gradient-masking diagnostic fired (the flags column names it; "
+           "docs/protocol.md defines each), so their robust accuracy may be too high.")
+
+
+def _parts(part: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """A protocol's table, split into the ranked rows and the flagged ones (each with its heading)."""
+    marked = flagged(part)
+    return [(None, part[~marked]), ("Flagged", part[marked])]
+
+
+def _markdown(frame: pd.DataFrame, eps_curves: pd.DataFrame, dataset: str, notes: list[str]) -> str:
     lines = [f"# Leaderboard: {markdown_text(dataset)}", ""]
     for note in notes:
         lines += [f"> {markdown_text(note)}", ""]
-    lines += ["Robust accuracy is the per-example worst case over every attack run at the row's eps "
-              "(L-inf), with a 95% interval. A table ranks only rows of one protocol (profile and overrides); "
-              "only standard-profile rows are comparable with published results.", ""]
+    lines += [markdown_text(RANKING), ""]
     for protocol, part in protocols(frame):
-        lines += [f"## Protocol: {markdown_text(protocol)}", "", markdown_text(_protocol_note(protocol)), "",
-                  markdown_table(_cells(part), links=_links(part, dataset, "md")), ""]
+        lines += [f"## Protocol: {markdown_text(protocol)}", "", markdown_text(_protocol_note(protocol)), ""]
+        for heading, rows in _parts(part):
+            if rows.empty:
+                continue
+            if heading:
+                lines += [f"### {heading}", "", markdown_text(FLAGGED), ""]
+            lines += [markdown_table(_cells(rows, eps_curves), links=_links(rows, dataset, "md")), ""]
+        lines += [f"![{alt}]({figure_path(dataset, protocol, name)})" for name, alt in FIGURES] + [""]
     return "\n".join(lines)
 
 
@@ -154,13 +260,22 @@ def _index_html(out: Path) -> str:
     sections = []
     for dataset in datasets_with_runs(out):
         frame = table(out, dataset)
+        eps_curves = curves(out, frame)[0]
         notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in dataset_notes(out, frame))
         for protocol, part in protocols(frame):
             heading = f"<h2>{html.escape(dataset)} <small>({html.escape(protocol)} protocol)</small></h2>"
-            links = _links(part, dataset, "html")
-            sections.append(heading + notes + f"<p>{html.escape(_protocol_note(protocol))}</p>"
-                            + html_table(_cells(part), links=links, sortable=True))
-    return _PAGE.replace("{sections}", "\n".join(sections) or "<p>No runs yet.</p>")
+            tables = []
+            for title, rows in _parts(part):
+                if not rows.empty:
+                    tables.append((f"<h3>{title}</h3><p class='note'>{html.escape(FLAGGED)}</p>" if title else "")
+                                  + html_table(_cells(rows, eps_curves), links=_links(rows, dataset, "html"),
+                                               sortable=True))
+            images = "".join(f"<figure><img src=\"{html.escape(figure_path(dataset, protocol, name), quote=True)}\" "
+                             f"alt=\"{html.escape(alt, quote=True)}\"></figure>" for name, alt in FIGURES)
+            sections.append(heading + notes + f"<p>{html.escape(_protocol_note(protocol))}</p>" + "".join(tables)
+                            + f"<div class='figures'>{images}</div>")
+    return (_PAGE.replace("{ranking}", html.escape(RANKING))
+            .replace("{sections}", "\n".join(sections) or "<p>No runs yet.</p>"))
 
 
 _PAGE = """<!doctype html>
@@ -172,11 +287,11 @@ th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:right}
 th{background:#f3f3f3;cursor:pointer;user-select:none}
 td:first-child,th:first-child{text-align:left}
 .note{background:#fff4d6;padding:.5rem;border-left:4px solid #e0a800}
+.figures{display:flex;flex-wrap:wrap;gap:1rem}.figures img{max-width:46rem;width:100%}
 </style></head><body>
 <h1>Robustness leaderboards</h1>
-<p>Robust accuracy: per-example worst case over every attack run at the dataset's L-inf eps, 95% interval in the
-ci columns. Stochastic models are judged by the mean softmax over <em>samples</em> draws and attacked with
-<em>eot</em> draws per step. Each table ranks the rows of one protocol. Click a column to sort.</p>
+<p>{ranking} Stochastic models are judged by the mean softmax over <em>samples</em> draws and attacked with
+<em>eot</em> draws per step. Click a column to sort.</p>
 {sections}
 <script>
 function sortTable(th){const table=th.closest('table'),body=table.tBodies[0],i=[...th.parentNode.children].indexOf(th);

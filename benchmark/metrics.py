@@ -108,3 +108,17 @@ def mean_interval(per_run_accuracy: Sequence[float], n_examples: int) -> tuple[f
     wilson = Z95 / (1 + z2 / n) * math.sqrt(mean * (1 - mean) / n + z2 / (4 * n * n))
     half = math.sqrt(wilson ** 2 + z2 * spread / runs.size)
     return mean, max(0.0, min(mean, centre - half)), min(1.0, max(mean, centre + half))
+
+
+def robust_auc(clean_acc: float, eps_points: Sequence[float], robust_accs: Sequence[float], eps: float) -> float:
+    """Normalised area under the robust-accuracy-against-eps curve on [0, eps]: the trapezoid rule through
+    (0, clean accuracy) and each measured point up to ``eps``, divided by ``eps``. It lies in [0, 1], equals the
+    clean accuracy for a model no attack moves and 0 for one that is wrong everywhere; unlike the accuracy at
+    ``eps`` alone it separates models that all fall to 0 at the largest eps. NaN if ``eps`` itself was not
+    measured (a failed attack leaves the curve unknown)."""
+    points = sorted((float(e), float(a)) for e, a in zip(eps_points, robust_accs, strict=True)
+                    if 0 < e <= eps * (1 + 1e-9))
+    if eps <= 0 or not points or not math.isclose(points[-1][0], eps, rel_tol=1e-9) or math.isnan(clean_acc):
+        return float("nan")
+    xs, ys = np.array([0.0] + [e for e, _ in points]), np.array([clean_acc] + [a for _, a in points])
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / eps)

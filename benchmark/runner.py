@@ -22,7 +22,7 @@ from benchmark.data import load_dataset
 from benchmark.distributed import World, world_from_env
 from benchmark.errors import BenchmarkError, PluginOutputError
 from benchmark.evaluation import Evaluator, accuracy_rows
-from benchmark.metrics import reliability_table
+from benchmark.metrics import reliability_table, robust_auc
 from benchmark.plugin import ModelPlugin, Task
 from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
@@ -321,11 +321,14 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
                     if not metrics[(metrics.condition == a) & (metrics.metric == "accuracy")].empty]
     noise = metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")]
     sigmas = noise[noise.param.astype(float) > 0]
+    auroc = metrics[(metrics.condition == "noise") & (metrics.metric == "auroc")]
+    curve = metrics[(metrics.condition == "robust") & (metrics.metric == "accuracy")]
+    clean_acc = _metric(metrics, "clean", "accuracy")
     return ordered_row({
         "model": config["model"], "dataset": config["dataset"], "profile": config["profile"],
         "threat": config["threat"], "eps": eps, "n_examples": config["n_examples"],
         "predictive": config["predictive"], "samples": config["samples"], "eot": config["eot"],
-        "clean_acc": _metric(metrics, "clean", "accuracy"),
+        "clean_acc": clean_acc,
         "robust_acc": _metric(metrics, "robust", "accuracy", eps),
         "attacks": "+".join(attack_names),
         "noise_acc_mean": float(sigmas.value.mean()),
@@ -341,5 +344,7 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
         "robust_acc_worst": _metric(metrics, "robust", "accuracy_worst", eps),
         "reevals": config["reevals"], "run_id": config["run_id"],
         "certified_acc": _metric(metrics, "certify", "certified_acc", eps),  # NaN (empty): no certify condition
+        "robust_auc": robust_auc(clean_acc, curve.param.astype(float), curve.value.astype(float), eps),
+        "noise_auroc": float(auroc[auroc.param.astype(float) > 0].value.mean()),
         "protocol": config["protocol"],
     })

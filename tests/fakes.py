@@ -62,7 +62,7 @@ def make_run(run_dir: Path, model: str, dataset: str, attacks: tuple[str, ...], 
 
 
 def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: float = 0.5,
-                      protocol: str = "quick") -> Path:
+                      protocol: str = "quick", robust_auc: float = 0.5, flags: str = "") -> Path:
     """A finished run under ``out/runs`` with a leaderboard row (summary.json), as ``benchmark run`` leaves it."""
     from benchmark.leaderboard import EXTRA, SCHEMA
 
@@ -70,7 +70,7 @@ def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: flo
     run_dir = make_run(Path(out) / "runs" / run_id, model, dataset, ("fgsm", "pgd"), eps=0.1)
     row = {column: 0.5 for column in SCHEMA + EXTRA}
     row.update(model=model, dataset=dataset, profile="quick", threat="Linf", predictive="deterministic",
-               attacks="fgsm+pgd", flags="", device="cpu", version="0.1.0", date="2025-01-01T00:00:00+00:00",
-               robust_acc=robust, run_id=run_id, protocol=protocol)
+               attacks="fgsm+pgd", flags=flags, device="cpu", version="0.1.0", date="2025-01-01T00:00:00+00:00",
+               robust_acc=robust, run_id=run_id, protocol=protocol, eps=0.1, robust_auc=robust_auc)
     (run_dir / "summary.json").write_text(json.dumps(row))
     return run_dir

@@ -51,10 +51,13 @@ def test_the_leaderboard_csv_header_and_pages_follow_the_declaration(tmp_path):
     assert (boards / "mnist.csv").read_text().splitlines()[0] == ",".join(columns.NAMES)
     assert list(pd.read_csv(boards / "mnist.csv").model) == ["model-b", "model-a"]
     markdown = (boards / "mnist.md").read_text()
-    assert "| " + " | ".join(columns.DISPLAY) + " |" in markdown
-    assert "| [model-b](reports/mnist/quick/model-b/report.md) | deterministic | 0.5000 | 0.7000 |" in markdown
+    at = columns.DISPLAY.index("robust_acc")  # the robust accuracy at each smaller eps of the sweep comes first
+    shown = [*columns.DISPLAY[:at], "robust_acc@0.025", "robust_acc@0.05", *columns.DISPLAY[at:]]
+    assert "| " + " | ".join(shown) + " |" in markdown
+    assert ("| [model-b](reports/mnist/quick/model-b/report.md) | deterministic | 0.5000 | 0.5000 "
+            "| 0.755 \\[0.735, 0.775\\] | 0.630 \\[0.610, 0.650\\] | 0.700 \\[0.500, 0.500\\] |") in markdown
     page = (boards / "index.html").read_text()
-    assert "".join(f"<th onclick='sortTable(this)'>{name}</th>" for name in columns.DISPLAY) in page
+    assert "".join(f"<th onclick='sortTable(this)'>{name}</th>" for name in shown) in page
     assert '<td><a href="reports/mnist/quick/model-a/report.html">model-a</a></td>' in page
 
 

@@ -32,8 +32,54 @@ def test_a_run_with_overrides_gets_a_table_of_its_own(tmp_path):
     assert sorted(pd.read_csv(board / "mnist.csv").protocol) == ["quick", "quick", "quick[eps=0.1]"]
     markdown = (board / "mnist.md").read_text()
     first, second = markdown.split("## Protocol: quick\\[eps=0.1\\]")
-    assert "## Protocol: quick" in first and "0.2000" in first and "0.9000" not in first
-    assert "0.9000" in second and "0.2000" not in second and "model-b" not in second
+    assert "## Protocol: quick" in first and "| 0.200 \\[" in first and "| 0.900 \\[" not in first
+    assert "| 0.900 \\[" in second and "| 0.200 \\[" not in second and "model-b" not in second
     assert "(quick[eps=0.1] protocol)" in (board / "index.html").read_text()
     for protocol in ("quick", "quick_eps_0.1"):  # each protocol's report, neither overwriting the other
         assert (board / "reports" / "mnist" / protocol / "model-a" / "report.md").is_file()
+
+
+def test_rows_rank_by_the_area_under_the_robust_curve_and_flagged_rows_apart(tmp_path):
+    """At MNIST's eps 0.3 every quick row reads 0; the area under the curve still separates them, and a row
+    whose run raised a gradient-masking flag never outranks an unflagged one."""
+    make_finished_run(tmp_path, "flat-zero", robust=0.0, robust_auc=0.10)
+    make_finished_run(tmp_path, "holds-longer", robust=0.0, robust_auc=0.40)
+    make_finished_run(tmp_path, "masked", robust=0.6, robust_auc=0.90, flags="zero-grad")
+    make_finished_run(tmp_path, "higher-at-eps", robust=0.05, robust_auc=0.20)
+    assert list(table(tmp_path, "mnist").model) == ["holds-longer", "higher-at-eps", "flat-zero", "masked"]
+    publish(tmp_path, "mnist")
+    board = tmp_path / "leaderboards"
+    ranked, flagged = (board / "mnist.md").read_text().split("### Flagged")
+    assert "holds-longer" in ranked and "masked" not in ranked
+    assert "masked" in flagged and "zero-grad" in flagged and "holds-longer" not in flagged
+    page = (board / "index.html").read_text()
+    assert page.index("holds-longer") < page.index("<h3>Flagged</h3>") < page.index(">masked<")
+
+
+def test_the_curves_and_figures_of_every_model_are_published(tmp_path):
+    for model in ("baseline", "model-a"):
+        make_finished_run(tmp_path, model)
+    publish(tmp_path, "mnist")
+    board = tmp_path / "leaderboards"
+    eps = pd.read_csv(board / "mnist-eps.csv")
+    assert sorted(set(eps.model)) == ["baseline", "model-a"]
+    assert sorted(set(eps.eps)) == [0.025, 0.05, 0.1]  # the sweep up to the row's eps 0.1; 0.2 is the collapse check
+    assert (eps.robust_acc_ci_low <= eps.robust_acc).all() and (eps.robust_acc <= eps.robust_acc_ci_high).all()
+    noise = pd.read_csv(board / "mnist-noise.csv")
+    assert sorted(set(noise.sigma)) == [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
+    assert list(noise.columns) == ["model", "protocol", "sigma", "accuracy", "ece", "auroc"]
+    markdown, page = (board / "mnist.md").read_text(), (board / "index.html").read_text()
+    for name in ("eps", "noise", "tradeoff"):
+        figure = board / "figures" / "mnist" / "quick" / f"{name}.png"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(figures/mnist/quick/{name}.png)" in markdown and f'src="figures/mnist/quick/{name}.png"' in page
+
+
+def test_the_baseline_is_black_and_dashed_and_every_other_model_looks_different():
+    from benchmark.figures import model_styles
+
+    models = ["baseline", *(f"m{i}" for i in range(15))]
+    styles = model_styles(models)
+    assert (styles["baseline"]["color"], styles["baseline"]["linestyle"]) == ("black", "--")
+    looks = {(tuple(s["color"]), s["marker"], s["linestyle"]) for m, s in styles.items() if m != "baseline"}
+    assert len(looks) == 15

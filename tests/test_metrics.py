@@ -126,3 +126,12 @@ def test_mean_interval_widens_with_spread_and_clips() -> None:
     assert mean_interval([0.97, 1.0, 0.99], 20)[2] == 1.0
     with pytest.raises(ValueError):
         mean_interval([], 10)
+
+
+def test_robust_auc_is_the_normalised_trapezoid_through_the_clean_accuracy():
+    from benchmark.metrics import robust_auc
+
+    # (0, 1.0) -> (0.1, 0.5) -> (0.2, 0.0): area 0.075 + 0.025 = 0.1 over eps 0.2
+    assert robust_auc(1.0, [0.2, 0.1, 0.4], [0.0, 0.5, 0.0], 0.2) == pytest.approx(0.5)  # 0.4 lies beyond eps
+    assert robust_auc(0.9, [0.1, 0.2, 0.3], [0.9, 0.9, 0.9], 0.3) == pytest.approx(0.9)  # nothing moves it
+    assert math.isnan(robust_auc(0.9, [0.1, 0.2], [0.5, 0.1], 0.3))  # the eps itself is unknown
