@@ -110,8 +110,8 @@ def model_styles(models: list[str]) -> dict[str, dict]:
 
 
 def plot_board_eps(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, path: Path) -> None:
-    """Robust accuracy against eps for every model, with its 95% interval as a band, starting from the clean
-    accuracy at eps = 0."""
+    """Robust accuracy against eps for every model (``curves``: the worst-case rows of the long eps table), with
+    its 95% interval as a band, starting from the clean accuracy at eps = 0."""
     styles = model_styles(list(rows.model))
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
@@ -119,9 +119,9 @@ def plot_board_eps(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, path: P
         curve = curves[curves.model == row.model].sort_values("eps")
         xs = np.concatenate([[0.0], curve.eps])
         style = styles[row.model]
-        ax.plot(xs, np.concatenate([[row.clean_acc], curve.robust_acc]), label=row.model, **style)
-        ax.fill_between(xs, np.concatenate([[row.clean_acc], curve.robust_acc_ci_low]),
-                        np.concatenate([[row.clean_acc], curve.robust_acc_ci_high]), color=style["color"], alpha=0.12,
+        ax.plot(xs, np.concatenate([[row.clean_acc], curve.accuracy]), label=row.model, **style)
+        ax.fill_between(xs, np.concatenate([[row.clean_acc], curve.accuracy_ci_low]),
+                        np.concatenate([[row.clean_acc], curve.accuracy_ci_high]), color=style["color"], alpha=0.12,
                         linewidth=0, zorder=1)
     ax.axvline(eps, color="0.5", linestyle=":", linewidth=1)
     ax.set(xlabel="ε (L∞)", ylabel="robust accuracy", ylim=(0, 1.02), xlim=(0, None),

@@ -67,30 +67,36 @@ def flagged(frame: pd.DataFrame) -> pd.Series:
 
 
 def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every row's robust accuracy (with its interval) at each eps of its sweep up to the row's eps, and its
-    accuracy, ECE and entropy AUROC at each noise sigma, read from the row's run (long tables)."""
+    """Every row's accuracy (with its interval) under each attack and as the worst case (``robust``) at each eps
+    of its sweep up to the row's eps, and its accuracy, ECE and entropy AUROC at each noise sigma, read from the
+    row's run (long tables)."""
     eps_rows, noise_rows = [], []
     for row in frame.itertuples():
         path = Path(out) / "runs" / str(row.run_id) / "metrics.csv"
         if not path.exists():
             continue
         metrics = pd.read_csv(path)
-        robust = metrics[metrics.condition == "robust"].pivot_table(index="param", columns="metric", values="value")
-        for eps, values in robust.iterrows():
+        scored = metrics[metrics.metric == "accuracy_ci_low"].condition.unique()  # the attacks and robust
+        attacked = metrics[metrics.condition.isin(scored)].pivot_table(index=["condition", "param"], columns="metric",
+                                                                        values="value")
+        for (attack, eps), values in attacked.iterrows():
             if float(eps) <= float(row.eps) * (1 + 1e-9):  # the collapse check at a larger eps is not the curve
-                eps_rows.append({"model": row.model, "protocol": row.protocol, "eps": float(eps),
-                                 "robust_acc": values.get("accuracy"),
-                                 "robust_acc_ci_low": values.get("accuracy_ci_low"),
-                                 "robust_acc_ci_high": values.get("accuracy_ci_high")})
+                eps_rows.append({"model": row.model, "protocol": row.protocol, "attack": attack, "eps": float(eps),
+                                 **{m: values.get(m) for m in EPS_METRICS}})
         noise = metrics[metrics.condition == "noise"].pivot_table(index="param", columns="metric", values="value")
         for sigma, values in noise.iterrows():
             noise_rows.append({"model": row.model, "protocol": row.protocol, "sigma": float(sigma),
                                **{m: values.get(m) for m in NOISE_METRICS}})
-    return (pd.DataFrame(eps_rows, columns=["model", "protocol", "eps", "robust_acc", "robust_acc_ci_low",
-                                            "robust_acc_ci_high"]),
+    return (pd.DataFrame(eps_rows, columns=["model", "protocol", "attack", "eps", *EPS_METRICS]),
             pd.DataFrame(noise_rows, columns=["model", "protocol", "sigma", *NOISE_METRICS]))
 
 
+def robust_curves(eps_curves: pd.DataFrame) -> pd.DataFrame:
+    """The worst case over every attack (the leaderboard's robust accuracy) from the long eps table."""
+    return eps_curves[eps_curves.attack == "robust"]
+
+
+EPS_METRICS = ("accuracy", "accuracy_ci_low", "accuracy_ci_high")
 NOISE_METRICS = ("accuracy", "ece", "auroc")
 FIGURES = (("eps", "Robust accuracy against eps, every model"),
            ("noise", "Accuracy and ECE against Gaussian noise sigma, every model"),
@@ -172,7 +178,8 @@ def _with_interval(value, low, high) -> str:
 def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
     """The displayed columns of ``part`` as text, with the robust accuracy (and its interval) at every eps of
     the sweep below the row's own as columns of their own, just before ``robust_acc``."""
-    curve = eps_curves[eps_curves.protocol.isin(part.protocol)]
+    curve = robust_curves(eps_curves)
+    curve = curve[curve.protocol.isin(part.protocol)]
     smaller = sorted({e for e in curve.eps if not (part.eps <= e * (1 + 1e-9)).all()})
     columns = [*DISPLAY[:DISPLAY.index("robust_acc")], *(f"robust_acc@{eps_text(e)}" for e in smaller),
                *DISPLAY[DISPLAY.index("robust_acc"):]]
@@ -184,8 +191,7 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
         for e in smaller:
             at = mine[np.isclose(mine.eps, e)]
             cells[f"robust_acc@{eps_text(e)}"] = ("" if at.empty else
-                                                  _with_interval(*at.iloc[0][["robust_acc", "robust_acc_ci_low",
-                                                                              "robust_acc_ci_high"]]))
+                                                  _with_interval(*at.iloc[0][list(EPS_METRICS)]))
         rows.append([cells[c] for c in columns])
     return pd.DataFrame(rows, columns=columns)
 
@@ -202,7 +208,8 @@ def _write_figures(board_dir: Path, dataset: str, frame: pd.DataFrame, eps_curve
     for protocol, part in protocols(frame):
         paths = {name: board_dir / figure_path(dataset, protocol, name) for name, _ in FIGURES}
         paths["eps"].parent.mkdir(parents=True, exist_ok=True)
-        figures.plot_board_eps(part, eps_curves[eps_curves.protocol == protocol], float(part.eps.max()),
+        robust = robust_curves(eps_curves)
+        figures.plot_board_eps(part, robust[robust.protocol == protocol], float(part.eps.max()),
                                paths["eps"])
         figures.plot_board_noise(part, noise_curves[noise_curves.protocol == protocol], paths["noise"])
         figures.plot_board_tradeoff(part, paths["tradeoff"])

@@ -63,8 +63,10 @@ def test_the_curves_and_figures_of_every_model_are_published(tmp_path):
     board = tmp_path / "leaderboards"
     eps = pd.read_csv(board / "mnist-eps.csv")
     assert sorted(set(eps.model)) == ["baseline", "model-a"]
-    assert sorted(set(eps.eps)) == [0.025, 0.05, 0.1]  # the sweep up to the row's eps 0.1; 0.2 is the collapse check
-    assert (eps.robust_acc_ci_low <= eps.robust_acc).all() and (eps.robust_acc <= eps.robust_acc_ci_high).all()
+    robust = eps[eps.attack == "robust"]
+    assert sorted(set(robust.eps)) == [0.025, 0.05, 0.1]  # the sweep up to the row's eps; 0.2 is the collapse check
+    assert sorted(set(eps.attack)) == ["fgsm", "pgd", "robust"]  # each attack's own accuracy, and the worst case
+    assert (eps.accuracy_ci_low <= eps.accuracy).all() and (eps.accuracy <= eps.accuracy_ci_high).all()
     noise = pd.read_csv(board / "mnist-noise.csv")
     assert sorted(set(noise.sigma)) == [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
     assert list(noise.columns) == ["model", "protocol", "sigma", "accuracy", "ece", "auroc"]
