@@ -104,6 +104,12 @@ def _run_suite(request) -> None:
                       row["flags"], f"{row['train_seconds']:.0f}", f"{row['eval_seconds']:.0f}",
                       f"{entry.wall_seconds:.0f}")
     out_console.print(table)
+    from benchmark.claims import write_claims
+
+    try:
+        out_console.print(f"claims checked: {write_claims(request.out)}")
+    except BenchmarkError as exc:  # a board without a claim's plugin beside its reference
+        out_console.print(f"no claims page: {exc}")
     failed = [entry.model for entry in entries if entry.row is None]
     out_console.print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
                       f"{sum(entry.wall_seconds for entry in entries):.0f} s of wall time; "
@@ -151,6 +157,18 @@ def leaderboard(
     for name in names:
         publish(out, name)
         out_console.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
+
+
+@app.command()
+def claims(
+    out: Path = OutOption,
+    write: Path | None = typer.Option(None, "--write",
+                                      help="Where to write the page [default: OUT/leaderboards/claims.md]."),
+) -> None:
+    """Check the seed methods' published claims against the leaderboards and write the verdicts as Markdown."""
+    from benchmark.claims import write_claims
+
+    out_console.print(f"wrote {write_claims(out, write)}")
 
 
 @app.command()

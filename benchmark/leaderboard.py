@@ -67,8 +67,9 @@ def flagged(frame: pd.DataFrame) -> pd.Series:
 
 
 def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every row's accuracy (with its interval) under each attack and as the worst case (``robust``) at each eps
-    of its sweep up to the row's eps, and its accuracy, ECE and entropy AUROC at each noise sigma, read from the
+    """Every row's accuracy (with its interval) under each attack, as the worst case (``robust``) and, for
+    plugins with interval bounds, the certified accuracy (``certified``) at each eps of its sweep up to the row's
+    eps, and its accuracy, ECE and entropy AUROC at each noise sigma, read from the
     row's run (long tables)."""
     eps_rows, noise_rows = [], []
     for row in frame.itertuples():
@@ -76,7 +77,10 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not path.exists():
             continue
         metrics = pd.read_csv(path)
-        scored = metrics[metrics.metric == "accuracy_ci_low"].condition.unique()  # the attacks and robust
+        certify = metrics.condition == "certify"  # the certified lower bound, read as one more curve
+        metrics.loc[certify, "metric"] = metrics.loc[certify, "metric"].str.replace("certified_acc", "accuracy")
+        metrics.loc[certify, "condition"] = CERTIFIED
+        scored = metrics[metrics.metric == "accuracy_ci_low"].condition.unique()  # the attacks, robust, certified
         attacked = metrics[metrics.condition.isin(scored)].pivot_table(index=["condition", "param"], columns="metric",
                                                                         values="value")
         for (attack, eps), values in attacked.iterrows():
@@ -89,6 +93,9 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                                **{m: values.get(m) for m in NOISE_METRICS}})
     return (pd.DataFrame(eps_rows, columns=["model", "protocol", "attack", "eps", *EPS_METRICS]),
             pd.DataFrame(noise_rows, columns=["model", "protocol", "sigma", *NOISE_METRICS]))
+
+
+CERTIFIED = "certified"
 
 
 def robust_curves(eps_curves: pd.DataFrame) -> pd.DataFrame:

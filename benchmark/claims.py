@@ -1,0 +1,246 @@
+"""The seed methods' published claims, checked against the leaderboard.
+
+``benchmark claims`` writes a Markdown page from the leaderboard CSVs (``<dataset>.csv``, ``-eps.csv``,
+``-noise.csv``), never from typed numbers: for each claim, the measured result of each of the method's plugins
+against its reference at every eps (or noise sigma) of the sweep, with 95% intervals, and a verdict. A claim
+*holds* where the plugin's interval lies wholly above the reference's (intervals that overlap prove nothing);
+it *holds only against weak attacks* where that is true under FGSM or PGD-20 alone but not under the worst case
+over every attack, and the page names the attack that broke it; otherwise it *does not hold*.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+from benchmark.leaderboard import CERTIFIED, protocols
+from benchmark.metrics import mean_interval
+from benchmark.render import eps_text, markdown_table, markdown_text
+from benchmark.store import atomic_write_text
+
+WEAK_ATTACKS = ("fgsm", "pgd")  # one gradient step, and PGD-20: where most robustness claims stop
+ROBUST = "robust"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published claim about a method, the plugins that implement it and the evidence that tests it:
+    ``attack`` (robust accuracy against eps), ``noise`` (accuracy against Gaussian sigma) or ``certified``
+    (the certified accuracy, a sound lower bound, against the reference's attack-based upper bound)."""
+
+    method: str
+    models: tuple[str, ...]
+    source: str
+    statement: str
+    evidence: str
+    reference: str = "baseline"
+    eps: float | None = None  # the eps the claim was made at; None: every eps of the sweep
+
+
+_BAYES = "not a claim of the method's paper: the common belief that a Bayesian or ensemble predictive resists attacks"
+CLAIMS: tuple[Claim, ...] = (
+    Claim("EnDP", ("endp",), "Carannante et al. 2020", "robust to random noise", "noise"),
+    Claim("EnDP", ("endp",), "Carannante et al. 2020", "robust to adversarial attacks", "attack"),
+    Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al. 2021", "robust to random noise", "noise"),
+    Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al. 2021", "robust to adversarial attacks", "attack"),
+    Claim("KAP", ("kap", "kap-2d"), "Bashivan et al. 2023", "robust to random noise", "noise"),
+    Claim("KAP", ("kap", "kap-2d"), "Bashivan et al. 2023", "robust to adversarial attacks", "attack"),
+    Claim("Noise-injected spiking net", ("snn-noise",), "arXiv 2302.10802",
+          "better adversarial robustness than the same spiking net trained conventionally", "attack", reference="snn"),
+    Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al. 2021", "certified robustness on MNIST at eps = 0.1",
+          "certified", eps=0.1),
+    Claim("MC dropout", ("mc-dropout",), _BAYES, "more robust under attack than a point estimate", "attack"),
+    Claim("Deep ensemble", ("ensemble",), _BAYES, "more robust under attack than one network", "attack"),
+    Claim("SWAG", ("swag",), _BAYES, "more robust under attack than a point estimate", "attack"),
+    Claim("Laplace", ("laplace",), _BAYES, "more robust under attack than a point estimate", "attack"),
+    Claim("Mean-field VI", ("bbb", "vd"), _BAYES, "more robust under attack than a point estimate", "attack"),
+    Claim("First-layer BNN", ("stf-bnn",), "Lei et al. 2021", "more robust under attack than a deterministic net",
+          "attack"),
+)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A measured accuracy and its 95% interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def above(self, other: Interval) -> bool:
+        """Whether this interval lies wholly above ``other``'s: the only outcome that supports a claim."""
+        return self.low > other.high
+
+    def text(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One plugin's result on one claim, on one dataset and protocol."""
+
+    claim: Claim
+    model: str
+    dataset: str
+    protocol: str
+    verdict: str
+    why: str
+    points: pd.DataFrame  # the measured points, as text cells
+
+
+def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame, noise_curves: pd.DataFrame,
+          dataset: str, protocol: str) -> Verdict:
+    """The verdict on ``claim`` for ``model`` against the claim's reference, from one protocol's rows."""
+    row = rows[rows.model == model].iloc[0]
+    flags = f" (row flagged {row['flags']}: its robust accuracy may be too high)" if _text(row["flags"]) else ""
+    if claim.evidence == "noise":
+        verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
+    elif claim.evidence == "certified":
+        verdict, why, points = _certified(claim, model, eps_curves)
+    else:
+        verdict, why, points = _attack(model, claim.reference, eps_curves)
+    return Verdict(claim, model, dataset, protocol, verdict, why + (flags if verdict == "holds" else ""), points)
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _curve(eps_curves: pd.DataFrame, model: str, attack: str) -> dict[float, Interval]:
+    part = eps_curves[(eps_curves.model == model) & (eps_curves.attack == attack)]
+    return {float(r.eps): Interval(r.accuracy, r.accuracy_ci_low, r.accuracy_ci_high) for r in part.itertuples()}
+
+
+def _weakest(eps_curves: pd.DataFrame, model: str, eps: float) -> tuple[str, Interval] | None:
+    """The lowest accuracy under the weak attacks alone at ``eps``, and which attack reached it."""
+    found = [(a, c[eps]) for a in WEAK_ATTACKS if eps in (c := _curve(eps_curves, model, a))]
+    return min(found, key=lambda item: item[1].value) if found else None
+
+
+def _strongest(eps_curves: pd.DataFrame, model: str, eps: float) -> str:
+    """The attack with the lowest accuracy on ``model`` at ``eps``: the one that broke it."""
+    part = eps_curves[(eps_curves.model == model) & np.isclose(eps_curves.eps, eps)
+                      & ~eps_curves.attack.isin([ROBUST, CERTIFIED])]
+    return str(part.sort_values("accuracy").attack.iloc[0]) if not part.empty else "unknown"
+
+
+def _attack(model: str, reference: str, eps_curves: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+    mine, theirs = _curve(eps_curves, model, ROBUST), _curve(eps_curves, reference, ROBUST)
+    cells, holds, weak_holds = [], [], []
+    for eps in sorted(set(mine) & set(theirs)):
+        weak_mine, weak_theirs = _weakest(eps_curves, model, eps), _weakest(eps_curves, reference, eps)
+        if mine[eps].above(theirs[eps]):
+            holds.append(eps)
+        elif weak_mine and weak_theirs and weak_mine[1].above(weak_theirs[1]):
+            weak_holds.append(eps)
+        cells.append([f"eps {eps_text(eps)}", mine[eps].text(), theirs[eps].text(),
+                      f"{weak_mine[0]}: {weak_mine[1].text()}" if weak_mine else "",
+                      f"{weak_theirs[0]}: {weak_theirs[1].text()}" if weak_theirs else ""])
+    points = pd.DataFrame(cells, columns=["at", f"{model}, worst case", f"{reference}, worst case",
+                                          f"{model}, weak attacks", f"{reference}, weak attacks"])
+    if not cells:
+        return "untested", f"no eps at which both {model} and {reference} were measured", points
+    if holds:
+        return "holds", f"above {reference} at eps {', '.join(eps_text(e) for e in holds)}", points
+    if weak_holds:
+        broke = "; ".join(f"{_strongest(eps_curves, model, e)} at eps {eps_text(e)}" for e in weak_holds)
+        return ("holds only against weak attacks",
+                f"above {reference} under FGSM and PGD-20 alone, not under the worst case; broken by {broke}", points)
+    return "does not hold", f"never above {reference} at any eps of the sweep", points
+
+
+def _noise(model: str, reference: str, noise_curves: pd.DataFrame, n: int) -> tuple[str, str, pd.DataFrame]:
+    def curve(name: str) -> dict[float, Interval]:
+        part = noise_curves[(noise_curves.model == name) & (noise_curves.sigma > 0)]
+        return {float(r.sigma): Interval(*mean_interval([r.accuracy], n)) for r in part.itertuples()}
+
+    mine, theirs = curve(model), curve(reference)
+    sigmas = sorted(set(mine) & set(theirs))
+    points = pd.DataFrame([[f"sigma {s:g}", mine[s].text(), theirs[s].text()] for s in sigmas],
+                          columns=["at", f"{model}, accuracy", f"{reference}, accuracy"])
+    holds = [s for s in sigmas if mine[s].above(theirs[s])]
+    if not sigmas:
+        return "untested", f"no noise sigma at which both {model} and {reference} were measured", points
+    if holds:
+        return "holds", f"above {reference} at sigma {', '.join(f'{s:g}' for s in holds)}", points
+    return "does not hold", f"never above {reference} at any sigma of the sweep", points
+
+
+def _certified(claim: Claim, model: str, eps_curves: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+    certified, attacked = _curve(eps_curves, model, CERTIFIED), _curve(eps_curves, claim.reference, ROBUST)
+    at = next((e for e in certified if claim.eps is None or math.isclose(e, claim.eps, rel_tol=1e-6)), None)
+    if at is None or at not in attacked:
+        return ("untested", f"no certified accuracy of {model} at eps {claim.eps:g} beside {claim.reference}'s robust "
+                "accuracy (run at that eps, e.g. a sweep that contains it)", pd.DataFrame())
+    points = pd.DataFrame([[f"eps {eps_text(at)}", certified[at].text(), attacked[at].text()]],
+                          columns=["at", f"{model}, certified (lower bound)",
+                                   f"{claim.reference}, robust (upper bound)"])
+    if certified[at].above(attacked[at]):
+        return "holds", f"provably more robust than {claim.reference}'s attacked accuracy at eps {eps_text(at)}", points
+    return "does not hold", f"certified accuracy not above {claim.reference}'s attacked accuracy", points
+
+
+def verdicts(board_dir: Path) -> list[Verdict]:
+    """Every claim checked on every dataset of ``board_dir`` (a leaderboards/ folder), in the first protocol
+    whose table holds both the plugin and its reference."""
+    found = []
+    for table_path in sorted(Path(board_dir).glob("*.csv")):
+        if table_path.stem.endswith(("-eps", "-noise")):
+            continue
+        frame = pd.read_csv(table_path)
+        if frame.empty:
+            continue
+        eps_curves = pd.read_csv(table_path.with_name(f"{table_path.stem}-eps.csv"))
+        noise_curves = pd.read_csv(table_path.with_name(f"{table_path.stem}-noise.csv"))
+        dataset = str(frame.dataset.iloc[0])
+        for claim in CLAIMS:
+            for model in claim.models:
+                for protocol, rows in protocols(frame):
+                    if {model, claim.reference} <= set(rows.model):
+                        found.append(check(claim, model, rows, eps_curves[eps_curves.protocol == protocol],
+                                           noise_curves[noise_curves.protocol == protocol], dataset, protocol))
+                        break
+    return found
+
+
+def claims_markdown(found: list[Verdict]) -> str:
+    """The claims page: a summary table, then each verdict with the points it rests on."""
+    if not found:
+        raise BenchmarkError("no claim could be checked: the leaderboards hold no protocol with a claim's plugin "
+                             "beside its reference (run `benchmark run --model all`)")
+    lines = ["# Published claims, checked", "",
+             markdown_text("Generated by `benchmark claims` from the leaderboard CSVs; do not edit by hand. A claim "
+                           "holds where the plugin's 95% interval lies wholly above its reference's (the baseline, "
+                           "or the conventionally trained spiking net for the noise-injected one); it holds only "
+                           "against weak attacks where that is true under FGSM or PGD-20 alone but not under the "
+                           "worst case over every attack, and the attack that broke it is named; otherwise it does "
+                           "not hold. A certified claim compares the certified accuracy (a sound lower bound) with "
+                           "the reference's attacked accuracy (an upper bound). Quick-profile rows rest on 500 test "
+                           "images and short training: read their verdicts as such."), ""]
+    summary = pd.DataFrame([[v.claim.method, v.model, v.claim.statement, v.dataset, v.protocol, v.verdict, v.why]
+                            for v in found],
+                           columns=["method", "plugin", "claim", "dataset", "protocol", "verdict", "why"])
+    lines += [markdown_table(summary), ""]
+    for v in found:
+        lines += [f"## {markdown_text(v.claim.method)} ({markdown_text(v.model)}) on {markdown_text(v.dataset)}: "
+                  f"{markdown_text(v.claim.statement)}", "",
+                  markdown_text(f"Source: {v.claim.source}. Protocol: {v.protocol}. Verdict: {v.verdict}; {v.why}."),
+                  ""]
+        if not v.points.empty:
+            lines += [markdown_table(v.points), ""]
+    return "\n".join(lines)
+
+
+def write_claims(out: Path, path: Path | None = None) -> Path:
+    """Write the claims page of ``out``'s leaderboards to ``path`` (default ``leaderboards/claims.md``)."""
+    board_dir = Path(out) / "leaderboards"
+    path = Path(path) if path is not None else board_dir / "claims.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, claims_markdown(verdicts(board_dir)))
+    return path
+

@@ -1,0 +1,95 @@
+"""docs/claims.md is generated from the leaderboard CSVs: each seed method's claim gets a verdict that follows
+from the measured intervals (holds, holds only against weak attacks, does not hold)."""
+
+import pandas as pd
+import pytest
+
+from benchmark.claims import CLAIMS, claims_markdown, verdicts, write_claims
+from benchmark.errors import BenchmarkError
+
+EPS = (0.1, 0.2, 0.3)
+
+
+def _board(tmp_path, models: dict[str, dict], n: int = 500):
+    """Leaderboard CSVs for ``models``: name -> {attack: accuracies at EPS}, plus 'noise' (accuracy per sigma),
+    'certified' and 'flags'."""
+    board = tmp_path / "leaderboards"
+    board.mkdir()
+    rows, eps_rows, noise_rows = [], [], []
+    for model, spec in models.items():
+        rows.append({"model": model, "dataset": "mnist", "protocol": "quick", "n_examples": n, "eps": 0.3,
+                     "flags": spec.get("flags", ""), "robust_acc": spec["robust"][-1]})
+        for attack, accs in spec.items():
+            if attack in ("noise", "flags"):
+                continue
+            for eps, acc in zip(EPS, accs, strict=False):
+                eps_rows.append({"model": model, "protocol": "quick", "attack": attack, "eps": eps, "accuracy": acc,
+                                 "accuracy_ci_low": max(0.0, acc - 0.04), "accuracy_ci_high": min(1.0, acc + 0.04)})
+        for sigma, acc in zip((0.0, 0.1, 0.3, 0.5), spec.get("noise", (0.99, 0.98, 0.9, 0.6)), strict=True):
+            noise_rows.append({"model": model, "protocol": "quick", "sigma": sigma, "accuracy": acc, "ece": 0.02,
+                               "auroc": 0.6})
+    pd.DataFrame(rows).to_csv(board / "mnist.csv", index=False)
+    pd.DataFrame(eps_rows).to_csv(board / "mnist-eps.csv", index=False)
+    pd.DataFrame(noise_rows).to_csv(board / "mnist-noise.csv", index=False)
+    return board
+
+
+BASELINE = {"fgsm": (0.8, 0.4, 0.1), "pgd": (0.7, 0.1, 0.0), "square": (0.7, 0.1, 0.0), "robust": (0.7, 0.05, 0.0)}
+
+
+def _verdict(found, model, evidence="attack"):
+    (v,) = [v for v in found if v.model == model and v.claim.evidence == evidence]
+    return v
+
+
+def test_the_verdicts_follow_the_intervals(tmp_path):
+    board = _board(tmp_path, {
+        "baseline": BASELINE,
+        "endp": {"fgsm": (0.9, 0.6, 0.2), "pgd": (0.85, 0.3, 0.0), "robust": (0.85, 0.3, 0.0),
+                 "noise": (0.99, 0.99, 0.97, 0.9)},
+        "mc-dropout": {"fgsm": (0.9, 0.6, 0.2), "pgd": (0.85, 0.3, 0.0), "square": (0.72, 0.06, 0.0),
+                       "robust": (0.72, 0.06, 0.0)},  # strong under PGD, broken by Square
+        "vdp": {"pgd": (0.7, 0.1, 0.0), "robust": (0.68, 0.05, 0.0)},
+        "snn": {"pgd": (0.2, 0.0, 0.0), "robust": (0.2, 0.0, 0.0)},
+        "snn-noise": {"pgd": (0.4, 0.05, 0.0), "robust": (0.35, 0.0, 0.0)},  # below baseline, above snn
+        "ibp-bnn": {"robust": (0.9, 0.2, 0.0), "certified": (0.8, 0.1, 0.0)},  # at eps 0.1: 0.76 > 0.74
+        "bbb": {"pgd": (0.9, 0.5, 0.1), "robust": (0.9, 0.5, 0.1), "flags": "eot-not-converged"},
+    })
+    found = verdicts(board)
+    assert _verdict(found, "endp").verdict == "holds" and "eps 0.1, 0.2" in _verdict(found, "endp").why
+    assert _verdict(found, "endp", "noise").verdict == "holds"
+    weak = _verdict(found, "mc-dropout")
+    assert weak.verdict == "holds only against weak attacks"
+    assert "square at eps 0.1" in weak.why and "square at eps 0.2" in weak.why  # the attack that broke it, named
+    assert _verdict(found, "vdp").verdict == "does not hold"
+    assert _verdict(found, "vdp", "noise").verdict == "does not hold"  # same noise accuracies as the baseline
+    assert _verdict(found, "snn-noise").verdict == "holds"  # against the conventionally trained snn, not the baseline
+    assert "above snn" in _verdict(found, "snn-noise").why
+    assert _verdict(found, "ibp-bnn", "certified").verdict == "holds"
+    flagged = _verdict(found, "bbb")
+    assert flagged.verdict == "holds" and "flagged eot-not-converged" in flagged.why
+    assert not [v for v in found if v.model in ("kap", "ensemble")]  # not on this board: nothing claimed for them
+
+
+def test_a_certified_claim_needs_the_certified_lower_bound_above_the_references_attacked_accuracy(tmp_path):
+    board = _board(tmp_path, {"baseline": {"robust": (0.5, 0.05, 0.0)},
+                              "ibp-bnn": {"robust": (0.8, 0.2, 0.0), "certified": (0.52, 0.1, 0.0)}})
+    assert _verdict(verdicts(board), "ibp-bnn", "certified").verdict == "does not hold"  # intervals overlap
+
+
+def test_the_page_is_written_from_the_csvs_and_refuses_an_empty_board(tmp_path):
+    _board(tmp_path, {"baseline": BASELINE, "endp": {"pgd": (0.85, 0.3, 0.0), "robust": (0.85, 0.3, 0.0)}})
+    path = write_claims(tmp_path, tmp_path / "docs" / "claims.md")
+    text = path.read_text()
+    assert "| EnDP | endp | robust to adversarial attacks | mnist | quick | holds |" in text
+    assert "0.850 \\[0.810, 0.890\\]" in text  # the measured point, with its interval
+    with pytest.raises(BenchmarkError, match="no claim could be checked"):
+        claims_markdown([])
+
+
+def test_every_claim_names_registered_plugins():
+    from benchmark.registry import list_models
+
+    for claim in CLAIMS:
+        assert set(claim.models) | {claim.reference} <= set(list_models()), claim
+        assert claim.evidence in ("attack", "noise", "certified")
