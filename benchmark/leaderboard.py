@@ -20,7 +20,8 @@ from benchmark.render import eps_text, html_table, markdown_table, markdown_text
 from benchmark.report import write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
-PROFILE_ORDER = {"standard": 0, "quick": 1}  # the named profiles' own protocols first, then any with overrides
+# the named profiles' own protocols first, then any with overrides
+PROFILE_ORDER = {"standard": 0, "reference": 1, "quick": 2}
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """Evaluation profiles: how much data, how many draws and how strong the attacks are.
 
-Only ``standard`` rows are comparable across models; ``quick`` exists so the whole pipeline runs on a
-laptop CPU in minutes. Every value here is recorded in the run's config.
+``standard`` rows are the ones comparable with published results; ``reference`` is the board a 2-core CPU can
+produce (quick's attacks on 2,000 test images); ``quick`` exists so the whole pipeline runs on a laptop CPU in
+minutes. Every value here is recorded in the run's config.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class Profile:
     batch_size: int = 250
     noise_sigmas: tuple[float, ...] = NOISE_SIGMAS
     epochs: int | None = None  # overrides the plugin's recipe (tests and smoke runs only)
+    training: str | None = None  # the profile whose recipe plugins train with (None: this one's own)
+
+    @property
+    def recipe(self) -> str:
+        """What the plugins' training recipes are told (``Task.profile``): ``quick`` gets each plugin's short
+        recipe, any other name its full one."""
+        return self.training or self.name
 
     def as_dict(self) -> dict:
         """Every setting as recorded in a run; the plan as name -> attack class, its settings, draws and needs."""
@@ -65,6 +73,12 @@ def _short(value) -> str:
 PROFILES = {
     "quick": Profile("quick", n_test=500, n_train=None, samples=8, eot=4, reevals=3, eps_fractions=(1 / 3, 2 / 3, 1.0),
                      attacks=attack_plan(pgd_steps=20, pgd_restarts=1, square_queries=500, autoattack=False)),
+    # the CPU leaderboard: quick's attacks, draws and short training recipes on the first 2,000 test images, so
+    # its 95% intervals are about half as wide; the standard attack set does not fit a 2-core machine
+    "reference": Profile("reference", n_test=2000, n_train=None, samples=8, eot=4, reevals=3,
+                         eps_fractions=(1 / 3, 2 / 3, 1.0),
+                         attacks=attack_plan(pgd_steps=20, pgd_restarts=1, square_queries=500, autoattack=False),
+                         training="quick"),
     # Square's 5,000 queries per example are AutoAttack's standard budget
     "standard": Profile("standard", n_test=None, n_train=None, samples=32, eot=20, reevals=5,
                         eps_fractions=(0.25, 0.5, 0.75, 1.0),

@@ -116,7 +116,7 @@ def run(request: RunRequest) -> dict:
 
     x_train, y_train = dataset.x_train[: profile.n_train], dataset.y_train[: profile.n_train]
     x_test, y_test = dataset.x_test[: profile.n_test], dataset.y_test[: profile.n_test]
-    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.name)
+    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.recipe)
     network, train_seconds, train_key, recipe = _trained(plugin, request, task, x_train, y_train, device,
                                                          request.checkpoint, profile.epochs, world)
     config = {
@@ -128,6 +128,8 @@ def run(request: RunRequest) -> dict:
         "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
         "dataset_description": dataset.description, "notes": [dataset.note] if dataset.note else [],
         "protocol": profile.protocol(eps, dataset.eps_linf, given_weights=request.checkpoint is not None),
+        "training": ("given weights" if request.checkpoint is not None
+                     else "short recipe" if profile.recipe == "quick" else "full recipe"),
     }
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
@@ -346,5 +348,6 @@ def _summarize(store: RunStore, network, train_seconds: float) -> dict:
         "certified_acc": _metric(metrics, "certify", "certified_acc", eps),  # NaN (empty): no certify condition
         "robust_auc": robust_auc(clean_acc, curve.param.astype(float), curve.value.astype(float), eps),
         "noise_auroc": float(auroc[auroc.param.astype(float) > 0].value.mean()),
+        "training": config.get("training", ""),
         "protocol": config["protocol"],
     })
