@@ -57,6 +57,9 @@ def run(
                                                "(attacks run per batch)."),
     download: bool = typer.Option(True, "--download/--no-download",
                                   help="Allow a torchvision download when a dataset is not found."),
+    model_dir: Path | None = typer.Option(None, "--model-dir",
+                                          help="RobustBench's model directory, for robustbench:<ModelName> "
+                                               "[default: ./models, as RobustBench]."),
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report; ``--model all`` (or a
     comma-separated list) runs every plugin in turn."""
@@ -67,7 +70,7 @@ def run(
 
     request = RunRequest(model=model, dataset=dataset, profile=profile, device=device, data_dir=data_dir, seed=seed,
                          out=out, retrain=retrain, checkpoint=checkpoint, eps=eps, n_test=n_test, n_train=n_train,
-                         epochs=epochs, batch_size=batch_size, download=download)
+                         epochs=epochs, batch_size=batch_size, download=download, model_dir=model_dir)
     if is_suite(model):
         _run_suite(request)
         return
@@ -127,6 +130,7 @@ def list_cmd(
     from benchmark.data import available_datasets
     from benchmark.profiles import PROFILES
     from benchmark.registry import get_plugin_class, list_models
+    from benchmark.zoo import zoo_summary
 
     table = Table(title="plugins")
     for column in ("name", "predictive", "summary"):
@@ -135,6 +139,7 @@ def list_cmd(
         cls = get_plugin_class(name)
         table.add_row(name, cls.predictive, cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), ""))
     out_console.print(table)
+    out_console.print(zoo_summary())
     out_console.print("datasets: " + ", ".join(available_datasets(data_dir)))
     for name, p in PROFILES.items():
         out_console.print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "

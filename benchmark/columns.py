@@ -72,7 +72,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("noise_auroc", "mean over the noise sigmas > 0 of the AUROC of predictive entropy for telling noisy "
            "from clean inputs (0.5: no better than chance)", extra=True, board=7, score=True),
     Column("training", "how the weights came to be: the plugin's short recipe (quick, reference), its full recipe "
-           "(standard), or given weights (--checkpoint)", extra=True, board=22),
+           "(standard), published weights (a RobustBench zoo model) or given weights (--checkpoint)", extra=True,
+           board=22),
 )
 
 #: The CSV header, in order.

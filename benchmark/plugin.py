@@ -88,6 +88,8 @@ class ModelPlugin:
     #: how attacks get input gradients: "exact" autograd, or "surrogate" where the forward is not
     #: differentiable and the network's backward uses a surrogate (BPDA, e.g. spike functions); reported
     gradients: ClassVar[Literal["exact", "surrogate"]] = "exact"
+    #: the network comes with published weights (:meth:`load_weights`) and is never trained here
+    pretrained: ClassVar[bool] = False
 
     def build(self, task: Task) -> nn.Module:
         raise NotImplementedError(f"plugin {self.name!r} must implement build(task)")
@@ -105,6 +107,11 @@ class ModelPlugin:
             # members are trained independently: the sum of their losses has independent gradients
             return sum(F.cross_entropy(member, y) for member in output)
         return F.cross_entropy(output, y)
+
+    def load_weights(self, network: nn.Module, task: Task) -> str:
+        """Load the published weights of a ``pretrained`` plugin into ``network``; return a short digest that
+        identifies them (the run's training key)."""
+        raise NotImplementedError(f"plugin {self.name!r} declares pretrained but has no load_weights")
 
     def before_step(self, network: nn.Module, progress: float) -> None:
         """Called before every training step with the fraction of training done, in [0, 1): for

@@ -108,8 +108,13 @@ def load_plugin_file(path: str | Path) -> list[str]:
     return sorted(n for n, c in _REGISTRY.items() if before.get(n) is not c)
 
 
-def create_model(spec: str) -> ModelPlugin:
-    """Instantiate a plugin from a registered name or from ``path/to/file.py:name``."""
+def create_model(spec: str, model_dir: Path | None = None) -> ModelPlugin:
+    """Instantiate a plugin from a registered name, from ``path/to/file.py:name``, or from
+    ``robustbench:<ModelName>`` (a RobustBench zoo model, its weights under ``model_dir``)."""
+    from benchmark.zoo import is_zoo_model, zoo_plugin
+
+    if is_zoo_model(spec):
+        return zoo_plugin(spec, model_dir)
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         path, name = spec.split(":", 1)
         added = load_plugin_file(path)

@@ -52,6 +52,7 @@ class RunRequest:
     epochs: int | None = None
     batch_size: int | None = None
     download: bool = True
+    model_dir: Path | None = None  # RobustBench's model directory, for robustbench:<ModelName> (default ./models)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,7 +90,7 @@ def run(request: RunRequest) -> dict:
         raise BenchmarkError(f"--eps must lie in [0, 1] (inputs are scaled to [0, 1]); got {request.eps}")
     if not 0 <= request.seed < 2**32:
         raise BenchmarkError(f"--seed must lie in [0, 2**32); got {request.seed}")
-    plugin = create_model(request.model)
+    plugin = create_model(request.model, model_dir=request.model_dir)
     world = world_from_env()
     device = resolve_device(request.device)
     profile = get_profile(request.profile or ("standard" if device.type == "cuda" else "quick"),
@@ -128,7 +129,7 @@ def run(request: RunRequest) -> dict:
         "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
         "dataset_description": dataset.description, "notes": [dataset.note] if dataset.note else [],
         "protocol": profile.protocol(eps, dataset.eps_linf, given_weights=request.checkpoint is not None),
-        "training": ("given weights" if request.checkpoint is not None
+        "training": ("given weights" if request.checkpoint is not None else "published weights" if plugin.pretrained
                      else "short recipe" if profile.recipe == "quick" else "full recipe"),
     }
     surrogate = plugin.surrogate(network)
@@ -184,6 +185,10 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
         recipe = dataclasses.replace(recipe, epochs=epochs, min_steps=0)
     torch.manual_seed(request.seed)
     network = plugin.build(task).to(device)
+    if plugin.pretrained and checkpoint is None:  # published weights (a RobustBench zoo model): nothing to train
+        key = world.on_main(lambda: plugin.load_weights(network, task))
+        world.broadcast_weights(network)
+        return network.eval(), 0.0, key, recipe
     key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
                    "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe),
                    "seed": request.seed})

@@ -16,6 +16,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.progress import console, suite_progress
 from benchmark.registry import get_plugin_class, list_models
 from benchmark.runner import RunRequest, run
+from benchmark.zoo import is_zoo_model
 
 ALL = "all"
 
@@ -39,7 +40,7 @@ def suite_models(spec: str) -> list[str]:
     if not names:
         raise BenchmarkError(f"--model {spec!r} names no plugin")
     for name in names:
-        if ".py" not in name:  # a loose plugin file is checked when its run loads it
+        if ".py" not in name and not is_zoo_model(name):  # files and zoo entries are checked when their run loads
             get_plugin_class(name)  # an unknown name is refused with the closest registered names
     return list(dict.fromkeys(names))
 

@@ -1,0 +1,60 @@
+"""RobustBench 1.1.1, imported despite its two packaging quirks; the one place in the project that knows them.
+
+1. It imports ``autoattack`` (``from autoattack import AutoAttack`` in ``robustbench.eval``), but its dependency
+   installs as ``pyautoattack``: the installed package is registered under the name RobustBench expects, with
+   its submodules, unless a real ``autoattack`` is importable.
+2. It imports ``pkg_resources``, which setuptools 81 dropped (pyproject pins ``setuptools<81`` beside it); the
+   deprecation warning that import raises is silenced.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from types import ModuleType
+
+from benchmark.errors import BenchmarkError
+
+INSTALL = 'pip install "robustbench==1.1.1" "setuptools<81"'
+
+
+class _AutoattackAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``autoattack`` and ``autoattack.<sub>`` as the already importable ``pyautoattack`` modules, one at a
+    time when first imported (some of its submodules need TensorFlow and must never be imported eagerly)."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] != "autoattack":
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return importlib.import_module("py" + spec.name)
+
+    def exec_module(self, module) -> None:  # the pyautoattack module is already executed
+        return None
+
+
+def alias_autoattack() -> None:
+    """Make ``import autoattack`` give the installed ``pyautoattack``, unless a real ``autoattack`` exists."""
+    if any(isinstance(finder, _AutoattackAlias) for finder in sys.meta_path):
+        return
+    if "autoattack" not in sys.modules and importlib.util.find_spec("autoattack") is None:
+        sys.meta_path.insert(0, _AutoattackAlias())  # before the path finder, which would load second copies
+
+
+def import_robustbench(module: str = "robustbench") -> ModuleType:
+    """``robustbench`` (or one of its submodules), importable whatever its quirks; a missing install or a
+    setuptools without ``pkg_resources`` is one error line that says what to install."""
+    try:
+        alias_autoattack()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+            warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+            return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or str(exc)
+        raise BenchmarkError(f"RobustBench models need the robustbench package, which cannot import {missing!r}; "
+                             f"install it with: {INSTALL}") from exc

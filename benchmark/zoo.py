@@ -1,0 +1,132 @@
+"""RobustBench's model zoo as plugins: ``--model robustbench:<ModelName>``.
+
+A zoo model is a deterministic plugin whose network is the zoo entry's architecture (RobustBench's own
+constructor) holding the zoo's trained weights, read from a local RobustBench model directory laid out as
+RobustBench lays it out (``<model-dir>/<dataset>/Linf/<ModelName>.pt``). Nothing is ever downloaded: a missing
+file is one error line saying which file, where, and the robustbench call that fetches it. Weights are read
+with ``torch.load(weights_only=True)`` (no code runs), then unwrapped as RobustBench's ``load_model`` does
+(a ``state_dict`` entry, ``module.``/``model.`` prefixes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from benchmark.plugin import ModelPlugin, Task
+from benchmark.robustbench_compat import import_robustbench
+
+PREFIX = "robustbench:"
+THREAT = "Linf"
+#: this suite's dataset -> RobustBench's dataset (the zoo's models were trained on the latter)
+ZOO_DATASETS = {"cifar10": "cifar10", "cifar10-jpeg": "cifar10"}
+DEFAULT_MODEL_DIR = Path("models")  # robustbench.utils.load_model's default, ./models
+SHAPES = {"cifar10": (3, 32, 32)}
+
+
+def is_zoo_model(spec: str) -> bool:
+    """Whether ``--model`` names a RobustBench zoo entry."""
+    return spec.startswith(PREFIX)
+
+
+def zoo_entries(zoo_dataset: str) -> dict:
+    """RobustBench's L-inf entries for one of its datasets: name -> {'model': constructor, 'gdrive_id': ...}."""
+    model_zoo = import_robustbench("robustbench.model_zoo")
+    enums = import_robustbench("robustbench.model_zoo.enums")
+    return model_zoo.model_dicts[enums.BenchmarkDataset(zoo_dataset)][enums.ThreatModel(THREAT)]
+
+
+def zoo_summary() -> str:
+    """One line for ``benchmark list``: the zoo as a group, not every name."""
+    try:
+        counts = {dataset: len(zoo_entries(dataset)) for dataset in sorted(set(ZOO_DATASETS.values()))}
+    except BenchmarkError as exc:
+        return f"{PREFIX}<ModelName>: RobustBench zoo models, unavailable here ({exc})"
+    listed = ", ".join(f"{n} for {d} ({THREAT})" for d, n in counts.items())
+    return (f"{PREFIX}<ModelName>: RobustBench zoo models, deterministic, weights read from --model-dir "
+            f"(default ./{DEFAULT_MODEL_DIR}): {listed}; names as on RobustBench's leaderboard")
+
+
+class ZooPlugin(ModelPlugin):
+    """A RobustBench zoo model, evaluated as it is deployed: its own architecture and weights, no training."""
+
+    predictive = "deterministic"
+    pretrained = True
+    summary = "a RobustBench zoo model with its published weights"
+
+    def __init__(self, zoo_name: str, model_dir: Path | None = None):
+        self.zoo_name = zoo_name
+        self.name = PREFIX + zoo_name
+        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        self.input_shapes = tuple(SHAPES[d] for d in sorted(set(ZOO_DATASETS.values())))
+
+    def zoo_dataset(self, task: Task) -> str:
+        if task.dataset not in ZOO_DATASETS:
+            raise BenchmarkError(f"{self.name} was trained on {' or '.join(sorted(set(ZOO_DATASETS.values())))}; "
+                                 f"run it with --dataset {' or '.join(ZOO_DATASETS)}, not {task.dataset!r}")
+        return ZOO_DATASETS[task.dataset]
+
+    def weights_path(self, task: Task) -> Path:
+        """Where RobustBench keeps this model's weights under the model directory."""
+        return self.model_dir / self.zoo_dataset(task) / THREAT / f"{self.zoo_name}.pt"
+
+    def build(self, task: Task) -> nn.Module:
+        # the contract check builds for a shape alone: the zoo dataset of that shape gives the architecture
+        zoo_dataset = ZOO_DATASETS.get(task.dataset) or next(
+            (d for d, shape in SHAPES.items() if shape == tuple(task.input_shape)), None)
+        if zoo_dataset is None:
+            self.zoo_dataset(task)  # refused, naming the datasets the zoo model was trained on
+        entries = zoo_entries(zoo_dataset)
+        if self.zoo_name not in entries:
+            raise BenchmarkError(f"RobustBench has no {THREAT} model {self.zoo_name!r} for "
+                                 f"{zoo_dataset}; `benchmark list` says how to name one")
+        if isinstance(entries[self.zoo_name]["gdrive_id"], list):
+            raise BenchmarkError(f"{self.name} is an ensemble of several checkpoints, which this suite does not "
+                                 "load yet; choose a single-checkpoint zoo model")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return entries[self.zoo_name]["model"]()
+
+    def load_weights(self, network: nn.Module, task: Task) -> str:
+        """Load the zoo weights into ``network``; return a digest of the file (the run's training key)."""
+        path = self.weights_path(task)
+        if not path.is_file():
+            raise BenchmarkError(
+                f"RobustBench weights of {self.zoo_name} not found: {path}; fetch them once, online, with "
+                f"python -c \"from robustbench.utils import load_model; load_model('{self.zoo_name}', "
+                f"model_dir='{self.model_dir}', dataset='{self.zoo_dataset(task)}', threat_model='{THREAT}')\"")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise BenchmarkError(f"refusing {path}: not loadable with weights_only=True "
+                                 f"({type(exc).__name__})") from exc
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        if not isinstance(state, dict):
+            raise BenchmarkError(f"refusing {path}: expected a state dict, found {type(state).__name__}")
+        state = {_strip(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise BenchmarkError(f"{path} does not fit {self.zoo_name}'s architecture ({first})") from exc
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _strip(key: str) -> str:
+    """A zoo key without the ``module.`` (DataParallel) and ``model.`` wrappers its training left on it."""
+    for prefix in ("module.", "model."):
+        key = key.removeprefix(prefix)
+    return key
+
+
+def zoo_plugin(spec: str, model_dir: Path | None = None) -> ZooPlugin:
+    """The plugin ``robustbench:<ModelName>`` names."""
+    name = spec[len(PREFIX):]
+    if not name:
+        raise BenchmarkError(f"name the zoo model: --model {PREFIX}<ModelName> (as on RobustBench's leaderboard)")
+    return ZooPlugin(name, model_dir)
