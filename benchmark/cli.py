@@ -165,6 +165,23 @@ def leaderboard(
 
 
 @app.command()
+def export(
+    format: str = typer.Option("robustbench", "--format", help="The card format; robustbench is the one there is."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="One dataset [default: every dataset with runs]."),
+    out: Path = OutOption,
+    to: Path | None = typer.Option(None, "--to", help="Where model_info/ is written [default: OUT/leaderboards]."),
+) -> None:
+    """Write each leaderboard row as a RobustBench model-info card (model_info/<dataset>/Linf/<model>.json)."""
+    from benchmark.cards import export_cards
+
+    if format != "robustbench":
+        raise BenchmarkError(f"unknown export format {format!r}; the one there is: robustbench")
+    paths = export_cards(out, to if to is not None else Path(out) / "leaderboards", dataset)
+    out_console.print(f"wrote {len(paths)} card(s) under {paths[0].parents[2] if paths else to}; "
+                      "fields marked TO FILL (listed under fill_in) are for the model's author to complete")
+
+
+@app.command()
 def claims(
     out: Path = OutOption,
     write: Path | None = typer.Option(None, "--write",
