@@ -5,6 +5,9 @@
    its submodules, unless a real ``autoattack`` is importable.
 2. It imports ``pkg_resources``, which setuptools 81 dropped (pyproject pins ``setuptools<81`` beside it); the
    deprecation warning that import raises is silenced.
+3. Its ``benchmark`` calls the original AutoAttack's API: ``log_path=`` in the constructor (pyautoattack logs
+   through :mod:`logging` instead) and ``x_adv = run_standard_evaluation(x, y, bs=...)`` (pyautoattack takes
+   ``batch_size=`` and returns ``(x_adv, y_adv)``): ``robustbench.eval`` gets a subclass that speaks the original.
 """
 
 from __future__ import annotations
@@ -53,8 +56,30 @@ def import_robustbench(module: str = "robustbench") -> ModuleType:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pkg_resources.*")
             warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
-            return importlib.import_module(module)
+            imported = importlib.import_module(module)
+            _original_api(sys.modules.get("robustbench.eval"))
+            return imported
     except ModuleNotFoundError as exc:
         missing = exc.name or str(exc)
         raise BenchmarkError(f"RobustBench models need the robustbench package, which cannot import {missing!r}; "
                              f"install it with: {INSTALL}") from exc
+
+
+def _original_api(evaluation: ModuleType | None) -> None:
+    """Give ``robustbench.eval`` an AutoAttack that takes the keywords it passes (quirk 3)."""
+    if evaluation is None or getattr(evaluation.AutoAttack, "original_api", False):
+        return
+
+    class AutoAttack(evaluation.AutoAttack):
+        """pyautoattack's AutoAttack called as robustbench calls the original: ``log_path`` dropped, ``bs``
+        passed on as ``batch_size``, the adversarial images alone returned."""
+
+        original_api = True
+
+        def __init__(self, model, *, log_path=None, **settings):
+            super().__init__(model, **settings)
+
+        def run_standard_evaluation(self, x, y, *, bs=250, state_path=None):
+            return super().run_standard_evaluation(x, y, batch_size=bs, state_path=state_path)[0]
+
+    evaluation.AutoAttack = AutoAttack
