@@ -86,3 +86,16 @@ def test_a_zoo_model_runs_end_to_end_and_its_row_says_published_weights(tmp_path
     assert row["training"] == "published weights" and row["train_seconds"] == 0
     assert "weights=given" not in row["protocol"]  # ranked with the trained rows of the same protocol
     assert not list((tmp_path / "checkpoints").glob("*Ding2020MMA*"))  # nothing trained, nothing cached
+
+
+def test_benchmark_list_names_the_zoo_as_one_group():
+    import re
+
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    listing = CliRunner().invoke(app, ["list"], env={"COLUMNS": "300"}).output
+    assert re.search(r"robustbench:<ModelName>: RobustBench zoo models, deterministic, .* \d+ for cifar10 \(Linf\)",
+                     listing)
+    assert "Ding2020MMA" not in listing  # a group, not every name
