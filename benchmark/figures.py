@@ -114,7 +114,7 @@ def plot_board_eps(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, path: P
     its 95% interval as a band, starting from the clean accuracy at eps = 0."""
     styles = model_styles(list(rows.model))
     with sns.axes_style("whitegrid"):
-        fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+        fig, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
     for row in rows.itertuples():
         curve = curves[curves.model == row.model].sort_values("eps")
         xs = np.concatenate([[0.0], curve.eps])
@@ -126,7 +126,7 @@ def plot_board_eps(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, path: P
     ax.axvline(eps, color="0.5", linestyle=":", linewidth=1)
     ax.set(xlabel="ε (L∞)", ylabel="robust accuracy", ylim=(0, 1.02), xlim=(0, None),
            title="Robust accuracy against ε (worst case over every attack; bands: 95% intervals)")
-    ax.legend(fontsize="small", ncols=2 if len(rows) > 8 else 1, loc="upper right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, path)
 
 
@@ -134,32 +134,34 @@ def plot_board_noise(rows: pd.DataFrame, curves: pd.DataFrame, path: Path) -> No
     """Accuracy and ECE against the Gaussian noise sigma for every model, side by side."""
     styles = model_styles(list(rows.model))
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     for row in rows.itertuples():
         curve = curves[curves.model == row.model].sort_values("sigma")
         for ax, column in zip(axes, ("accuracy", "ece"), strict=True):
             ax.plot(curve.sigma, curve[column], label=row.model, **styles[row.model])
     axes[0].set(xlabel="noise σ", ylabel="accuracy", ylim=(0, 1.02), title="Accuracy under Gaussian noise")
     axes[1].set(xlabel="noise σ", ylabel="ECE", ylim=(0, None), title="Calibration error under Gaussian noise")
-    axes[1].legend(fontsize="small", ncols=2 if len(rows) > 8 else 1, loc="upper left")
+    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, path)
 
 
 def plot_board_tradeoff(rows: pd.DataFrame, path: Path) -> None:
     """Clean accuracy against robustness (the normalised area under the robust-accuracy curve), one point per
-    model, named; dashed lines through the baseline split the plane into better and worse on each axis."""
+    model, named; dashed lines through the baseline split the plane into better and worse on each axis; a hollow
+    marker is a flagged row (its robustness may be overstated)."""
     styles = model_styles(list(rows.model))
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     for row in rows.itertuples():
         style = styles[row.model]
-        ax.scatter(row.robust_auc, row.clean_acc, color=style["color"], marker=style["marker"], s=60,
-                   zorder=style["zorder"], label=row.model)
+        flagged = isinstance(row.flags, str) and bool(row.flags)
+        ax.scatter(row.robust_auc, row.clean_acc, marker=style["marker"], s=60, zorder=style["zorder"],
+                   facecolors="none" if flagged else style["color"], edgecolors=style["color"], linewidths=1.5)
         ax.annotate(row.model, (row.robust_auc, row.clean_acc), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
         if row.model == BASELINE:
             ax.axvline(row.robust_auc, color="black", linestyle="--", linewidth=1)
             ax.axhline(row.clean_acc, color="black", linestyle="--", linewidth=1)
     ax.set(xlabel="robustness: normalised area under robust accuracy against ε", ylabel="clean accuracy",
-           title="Clean accuracy against robustness (up and right is better)")
+           title="Clean accuracy against robustness (up and right is better; hollow: flagged)")
     _save(fig, path)
