@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import warnings
@@ -33,11 +34,18 @@ class _AutoattackAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
-    def create_module(self, spec):
-        return importlib.import_module("py" + spec.name)
+    def __init__(self):
+        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}
 
-    def exec_module(self, module) -> None:  # the pyautoattack module is already executed
-        return None
+    def create_module(self, spec):
+        module = importlib.import_module("py" + spec.name)
+        self._specs[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module) -> None:
+        """Nothing to run (the pyautoattack module ran already); give back the spec the import system replaced
+        with the alias's, so ``pyautoattack`` still finds its own files."""
+        module.__spec__ = self._specs.pop(module.__spec__.name)
 
 
 def alias_autoattack() -> None:

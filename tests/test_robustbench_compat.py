@@ -18,8 +18,11 @@ def test_robustbench_imports_and_its_autoattack_is_the_installed_pyautoattack():
     import autoattack
     import autoattack.state
 
-    assert autoattack is pyautoattack and evaluation.AutoAttack is pyautoattack.AutoAttack
+    assert autoattack is pyautoattack and issubclass(evaluation.AutoAttack, pyautoattack.AutoAttack)
     assert autoattack.state is sys.modules["pyautoattack.state"]
+    import importlib.util
+
+    assert importlib.util.find_spec("pyautoattack").origin == pyautoattack.__file__  # its own spec, files found
     alias_autoattack()  # idempotent: one alias finder, however often it is asked for
     assert sum(type(f).__name__ == "_AutoattackAlias" for f in sys.meta_path) <= 1
 
