@@ -133,11 +133,12 @@ def list_cmd(
     from benchmark.zoo import zoo_summary
 
     table = Table(title="plugins")
-    for column in ("name", "predictive", "summary"):
+    for column in ("name", "predictive", "inputs", "summary"):
         table.add_column(column)
     for name in list_models():
         cls = get_plugin_class(name)
-        table.add_row(name, cls.predictive, cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), ""))
+        table.add_row(name, cls.predictive, cls().shapes_text(),
+                      cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), ""))
     out_console.print(table)
     out_console.print(zoo_summary())
     out_console.print("datasets: " + ", ".join(available_datasets(data_dir)))

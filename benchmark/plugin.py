@@ -56,6 +56,11 @@ class Task:
         return self.input_shape[0] == 1
 
 
+#: the smallest image side a plugin with ``input_shapes = None`` builds for (the VGG-style net's three 2x2
+#: pools must leave at least one pixel)
+MIN_SIDE = 8
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The recipe the shared training loop follows; part of the checkpoint cache key."""
@@ -81,8 +86,11 @@ class ModelPlugin:
 
     name: ClassVar[str] = ""
     predictive: ClassVar[PredictiveKind] = "deterministic"
-    #: input shapes (C, H, W) the plugin can build a network for; ``None`` means any
+    #: input shapes (C, H, W) the plugin can build a network for; ``None`` means any image whose sides are at
+    #: least :data:`MIN_SIDE` (with any number of classes from 2)
     input_shapes: ClassVar[tuple[tuple[int, int, int], ...] | None] = ((1, 28, 28), (3, 32, 32))
+    #: why a plugin takes only its ``input_shapes``, shown by ``benchmark list``
+    shapes_reason: ClassVar[str] = ""
     #: one line shown by ``benchmark list``
     summary: ClassVar[str] = ""
     #: how attacks get input gradients: "exact" autograd, or "surrogate" where the forward is not
@@ -161,4 +169,13 @@ class ModelPlugin:
         return {}
 
     def supports(self, input_shape: tuple[int, int, int]) -> bool:
-        return self.input_shapes is None or tuple(input_shape) in {tuple(s) for s in self.input_shapes}
+        if self.input_shapes is None:
+            return min(input_shape[1:]) >= MIN_SIDE
+        return tuple(input_shape) in {tuple(s) for s in self.input_shapes}
+
+    def shapes_text(self) -> str:
+        """The inputs the plugin takes, as ``benchmark list`` shows them."""
+        if self.input_shapes is None:
+            return f"any CxHxW, H and W >= {MIN_SIDE}"
+        shapes = ", ".join("x".join(map(str, s)) for s in self.input_shapes)
+        return f"{shapes} ({self.shapes_reason})" if self.shapes_reason else shapes

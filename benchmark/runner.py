@@ -135,10 +135,11 @@ def run(request: RunRequest) -> dict:
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
         surrogate = (f"{plugin.name}'s deterministic surrogate", Predictor(surrogate, "deterministic"))
-    elif plugin.name != "baseline":
+    elif plugin.name != "baseline" and create_model("baseline").supports(dataset.input_shape):
         baseline = _trained(create_model("baseline"), request, task, x_train, y_train, device, None, profile.epochs,
                             world)[0]
         surrogate = ("baseline trained on the same data", Predictor(baseline, "deterministic"))
+    # else no surrogate: the transfer attack is recorded as not applicable, like any attack a model cannot get
     likelihood = None
     if type(plugin).likelihood is not ModelPlugin.likelihood:
         def likelihood(out, y):

@@ -23,7 +23,8 @@ class Baseline(ModelPlugin):
     """Deterministic CNN trained with cross-entropy: the reference every uncertainty method is compared to."""
 
     predictive = "deterministic"
-    summary = "deterministic CNN (LeNet-like on 28x28, VGG-style on 32x32)"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
+    summary = "deterministic CNN (LeNet-like on one-channel images, VGG-style on colour ones)"
 
     def build(self, task: Task) -> nn.Module:
         return make_cnn(task)

@@ -53,6 +53,7 @@ class BayesByBackprop(ModelPlugin):
     """Bayes by Backprop (Blundell et al. 2015): every conv and dense layer mean-field Gaussian, trained on the ELBO."""
 
     predictive = "stochastic"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Bayes by Backprop: mean-field Gaussian weights in every layer, local reparameterization, ELBO"
 
     def build(self, task: Task) -> nn.Module:

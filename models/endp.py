@@ -107,6 +107,7 @@ class EnDP(ModelPlugin):
     """
 
     predictive = "moments"
+    shapes_reason = "the paper's MNIST net and its CIFAR-10 net, whose moment layers are sized for these inputs"
     summary = "Ensemble Density Propagation: Gaussian weights, sampled moments at nonlinearities"
     #: KL weight per batch, as in the paper's CIFAR code (1e-6)
     tau = 1e-6

@@ -45,6 +45,7 @@ class DeepEnsemble(ModelPlugin):
     """Deep ensemble of M = 5 baseline CNNs (Lakshminarayanan et al. 2017); mean softmax predictive."""
 
     predictive = "ensemble"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Deep ensemble: 5 independently initialised baseline CNNs, mean softmax"
     members = 5
 

@@ -122,6 +122,7 @@ class IBPBNN(ModelPlugin):
     """Certifiable BNN (Wicker et al., AISTATS 2021): BBB with the robust IBP likelihood."""
 
     predictive = "stochastic"
+    shapes_reason = "the paper's MNIST fully connected net and its CIFAR-10 conv net"
     summary = "mean-field BNN trained with the robust IBP likelihood; certified accuracy by IBP (Wicker et al. 2021)"
     prior_std = 1.0
     rho_init = -9.0  # sigma = softplus(-9) = 1.2e-4 at the start: certification falls fast with a wider posterior

@@ -100,6 +100,7 @@ class KAP(ModelPlugin):
     inputs (Bashivan et al., arXiv 2210.00062, 2023). See the module docstring for the settings."""
 
     predictive = "deterministic"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Kernel Average Pooling (channel mean filter) after each conv, Gaussian-noise training"
     kernel_size: ClassVar[int] = 3
     topographic: ClassVar[bool] = False

@@ -99,6 +99,7 @@ class LaplacePlugin(ModelPlugin):
     """Last-layer Laplace with a KFAC GGN (Daxberger et al. 2021) and the probit GLM predictive."""
 
     predictive = "deterministic"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Last-layer Laplace (KFAC GGN, marginal-likelihood prior) with the probit linearised predictive"
 
     def build(self, task: Task) -> nn.Module:

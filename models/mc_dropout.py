@@ -24,6 +24,7 @@ class MCDropoutPlugin(ModelPlugin):
     """MC dropout: the baseline CNN with always-on dropout (Ovadia et al.'s rates), mean softmax over passes."""
 
     predictive = "stochastic"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "MC dropout (always-on dropout, mean softmax over S passes)"
 
     def dropout_rate(self, task: Task) -> float:

@@ -66,6 +66,7 @@ class SNN(ModelPlugin):
     """LIF spiking network, surrogate-gradient BPTT training (the baseline of Zhang et al., arXiv 2302.10802)."""
 
     predictive = "deterministic"
+    shapes_reason = "spiking nets sized for MNIST (784 inputs) and CIFAR-10"
     gradients = "surrogate"
     summary = "LIF spiking net (direct encoding), surrogate-gradient training; attacked via surrogate gradients"
 

@@ -56,6 +56,7 @@ class SNNNoise(ModelPlugin):
     noise levels (Zhang et al., arXiv 2302.10802); stochastic at test time."""
 
     predictive = "stochastic"
+    shapes_reason = "the snn plugin's spiking nets, sized for MNIST and CIFAR-10"
     gradients = "surrogate"
     summary = "noisy LIF spiking net trained by the likelihood-ratio gradient (weights and noise levels)"
 

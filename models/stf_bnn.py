@@ -79,6 +79,7 @@ class STFBNN(ModelPlugin):
     """STF-BNN (Lei et al. 2021): a trained deterministic CNN whose first layer is then fitted by SVI."""
 
     predictive = "stochastic"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "STF-BNN: deterministic net, then SVI on a mean-field first layer with the rest frozen"
 
     def build(self, task: Task) -> nn.Module:

@@ -178,6 +178,7 @@ class SWAG(ModelPlugin):
     """SWAG (Maddox et al. 2019): diagonal plus rank-20 Gaussian over the SGD iterates; S fixed samples."""
 
     predictive = "ensemble"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "SWA-Gaussian: diagonal + low-rank (K=20) posterior from SGD iterates, S samples with BN recomputed"
     rank = 20
 

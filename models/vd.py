@@ -143,6 +143,7 @@ class VariationalDropout(ModelPlugin):
     """Variational dropout (Molchanov et al. 2017): every conv and dense layer with learned per-weight rates."""
 
     predictive = "stochastic"
+    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "variational dropout: learned per-weight Gaussian dropout rates, log-uniform prior (sparse-VD KL)"
 
     def __init__(self) -> None:

@@ -91,6 +91,7 @@ class VDP(ModelPlugin):
     """VDP (Dera et al., IEEE TSP 2021): Gaussian weights, first-order Taylor moments at the ReLUs."""
 
     predictive = "moments"
+    shapes_reason = "the paper's MNIST net and EnDP's CIFAR-10 net, whose moment layers are sized for these inputs"
     summary = "Variational density propagation: Gaussian weights, Taylor-linearised moments at nonlinearities"
     rule = "taylor"
     #: KL weight per batch, applied to the whole KL as in EnDP (see models.endp.EnDP.loss)
