@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +75,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """The hardware a run used, as recorded in its config and leaderboard row (GPU name, or CPU threads)."""
+    """The hardware a run used, as recorded in its config and leaderboard row: the GPU's name, or the CPU's model
+    and the threads torch used."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the operating system reports it (Linux: /proc/cpuinfo), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _digest(obj) -> str:

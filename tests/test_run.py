@@ -204,3 +204,19 @@ def test_black_box_rows_are_cumulative_over_the_white_box_attacks(tmp_path):
         assert black.shape == white.shape
         assert not (black & ~white.any(0)).any()  # nothing counted robust that every white-box re-evaluation broke
         assert black.mean() <= white.any(0).mean()
+
+
+def test_a_cpu_row_names_the_processor_and_the_threads():
+    """Every leaderboard row names its hardware: on the CPU, the model the OS reports, not just "cpu"."""
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    from benchmark.runner import cpu_model, describe_device
+
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+             if line.startswith("model name")] if info.exists() else []
+    assert cpu_model() == (" ".join(names[0].split()) if names else (platform.processor() or platform.machine()))
+    assert describe_device(torch.device("cpu")) == f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
