@@ -23,6 +23,7 @@ from benchmark.metrics import mean_interval
 from benchmark.render import eps_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
 
+FLAGGED_HOLDS = "holds only on a flagged row"
 WEAK_ATTACKS = ("fgsm", "pgd")  # one gradient step, and PGD-20: where most robustness claims stop
 ROBUST = "robust"
 
@@ -97,14 +98,16 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
           dataset: str, protocol: str) -> Verdict:
     """The verdict on ``claim`` for ``model`` against the claim's reference, from one protocol's rows."""
     row = rows[rows.model == model].iloc[0]
-    flags = f" (row flagged {row['flags']}: its robust accuracy may be too high)" if _text(row["flags"]) else ""
+    flags = _text(row["flags"])
     if claim.evidence == "noise":
         verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
     elif claim.evidence == "certified":
         verdict, why, points = _certified(claim, model, eps_curves)
     else:
         verdict, why, points = _attack(model, claim.reference, eps_curves)
-    return Verdict(claim, model, dataset, protocol, verdict, why + (flags if verdict == "holds" else ""), points)
+    if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
+        verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {flags}: its robust accuracy may be too high"
+    return Verdict(claim, model, dataset, protocol, verdict, why, points)
 
 
 def _text(value) -> str:
@@ -219,7 +222,9 @@ def claims_markdown(found: list[Verdict]) -> str:
                            "or the conventionally trained spiking net for the noise-injected one); it holds only "
                            "against weak attacks where that is true under FGSM or PGD-20 alone but not under the "
                            "worst case over every attack, and the attack that broke it is named; otherwise it does "
-                           "not hold. A certified claim compares the certified accuracy (a sound lower bound) with "
+                           "not hold. A claim that would hold on a row with a gradient-masking flag holds only on a "
+                           "flagged row: unsettled, since that robust accuracy may be too high. A certified claim "
+                           "compares the certified accuracy (a sound lower bound) with "
                            "the reference's attacked accuracy (an upper bound). Quick-profile rows rest on 500 test "
                            "images and short training: read their verdicts as such."), ""]
     summary = pd.DataFrame([[v.claim.method, v.model, v.claim.statement, v.dataset, v.protocol, v.verdict, v.why]

@@ -86,7 +86,8 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                                         values="value")
         for (attack, eps), values in attacked.iterrows():
             if float(eps) <= float(row.eps) * (1 + 1e-9):  # the collapse check at a larger eps is not the curve
-                eps_rows.append({"model": row.model, "protocol": row.protocol, "attack": attack, "eps": float(eps),
+                eps_rows.append({"model": row.model, "protocol": row.protocol, "attack": attack,
+                                 "eps": float(f"{float(eps):.12g}"),  # 0.1, not the sweep's 0.09999999999999999
                                  **{m: values.get(m) for m in EPS_METRICS}})
         noise = metrics[metrics.condition == "noise"].pivot_table(index="param", columns="metric", values="value")
         for sigma, values in noise.iterrows():
