@@ -117,11 +117,13 @@ def plot_board_eps(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, path: P
         fig, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
     for row in rows.itertuples():
         curve = curves[curves.model == row.model].sort_values("eps")
-        xs = np.concatenate([[0.0], curve.eps])
+        # from the clean accuracy at eps 0; NaN where a condition failed and left a metric missing
+        low, mid, high = (np.concatenate([[row.clean_acc], pd.to_numeric(curve[c], errors="coerce")]).astype(float)
+                          for c in ("accuracy_ci_low", "accuracy", "accuracy_ci_high"))
+        xs = np.concatenate([[0.0], curve.eps]).astype(float)
         style = styles[row.model]
-        ax.plot(xs, np.concatenate([[row.clean_acc], curve.accuracy]), label=row.model, **style)
-        ax.fill_between(xs, np.concatenate([[row.clean_acc], curve.accuracy_ci_low]),
-                        np.concatenate([[row.clean_acc], curve.accuracy_ci_high]), color=style["color"], alpha=0.12,
+        ax.plot(xs, mid, label=row.model, **style)
+        ax.fill_between(xs, low, high, color=style["color"], alpha=0.12,
                         linewidth=0, zorder=1)
     ax.axvline(eps, color="0.5", linestyle=":", linewidth=1)
     ax.set(xlabel="ε (L∞)", ylabel="robust accuracy", ylim=(0, 1.02), xlim=(0, None),

@@ -93,8 +93,10 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for sigma, values in noise.iterrows():
             noise_rows.append({"model": row.model, "protocol": row.protocol, "sigma": float(sigma),
                                **{m: values.get(m) for m in NOISE_METRICS}})
-    return (pd.DataFrame(eps_rows, columns=["model", "protocol", "attack", "eps", *EPS_METRICS]),
-            pd.DataFrame(noise_rows, columns=["model", "protocol", "sigma", *NOISE_METRICS]))
+    eps_frame = pd.DataFrame(eps_rows, columns=["model", "protocol", "attack", "eps", *EPS_METRICS])
+    noise_frame = pd.DataFrame(noise_rows, columns=["model", "protocol", "sigma", *NOISE_METRICS])
+    # a metric a failed condition left out is NaN, not None: every consumer reads these columns as numbers
+    return (eps_frame.astype({m: float for m in EPS_METRICS}), noise_frame.astype({m: float for m in NOISE_METRICS}))
 
 
 CERTIFIED = "certified"
