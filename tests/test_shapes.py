@@ -85,6 +85,7 @@ def test_a_3x16x16_four_class_manifest_dataset_runs_with_every_plugin_that_claim
     assert "condition-failed" not in row["flags"]
 
 
+@pytest.mark.slow
 def test_a_grayscale_20x20_three_class_dataset_runs_end_to_end(odd, monkeypatch):
     _tiny_plan(monkeypatch)
     row = run(RunRequest(model="mc-dropout", dataset="gray20", data_dir=odd / "data", out=odd / "out", device="cpu",
@@ -92,6 +93,7 @@ def test_a_grayscale_20x20_three_class_dataset_runs_end_to_end(odd, monkeypatch)
     assert row["dataset"] == "gray20" and "transfer" in row["attacks"]  # its baseline surrogate built as well
 
 
+@pytest.mark.slow
 def test_a_plugin_on_a_shape_the_baseline_refuses_runs_without_the_transfer_attack(tmp_path, monkeypatch):
     """The surrogate obeys the same rule: no baseline is built for a shape the baseline does not take."""
     _tiny_plan(monkeypatch)

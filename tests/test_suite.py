@@ -38,6 +38,7 @@ def test_several_models_cannot_share_one_checkpoint(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_plugin_is_reported_and_the_others_finish_and_resume(tmp_path):
     good, bad = f"{PLUGINS / 'good_plugin.py'}:tiny-linear", f"{PLUGINS / 'bad_plugin.py'}:bad-shape"
     command = ["run", "--model", f"{bad},{good}", *TINY, "--out", str(tmp_path)]
@@ -56,6 +57,7 @@ def test_a_failing_plugin_is_reported_and_the_others_finish_and_resume(tmp_path)
     assert pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv").equals(board)
 
 
+@pytest.mark.slow
 def test_the_reference_profile_trains_with_the_short_recipes_and_reuses_quick_checkpoints(tmp_path):
     """The CPU leaderboard (reference: 2,000 test images) must not retrain what the quick board trained."""
     from benchmark.profiles import get_profile
