@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import PROFILE_ORDER, datasets_with_runs, table
+from benchmark.leaderboard import datasets_with_runs, table
 from benchmark.registry import create_model
 from benchmark.render import eps_text
 from benchmark.store import atomic_write_text, slug
@@ -86,9 +86,7 @@ def export_cards(out: Path, to: Path, dataset: str | None = None) -> list[Path]:
         frame = table(out, name)
         if frame.empty:
             raise BenchmarkError(f"no finished runs for dataset {name!r} under {Path(out) / 'runs'}")
-        order = frame.protocol.map(PROFILE_ORDER).fillna(len(PROFILE_ORDER))
-        first = frame.assign(_order=order).sort_values("_order", kind="stable").drop_duplicates("model")
-        for _, row in first.iterrows():
+        for _, row in frame.drop_duplicates("model").iterrows():  # table() lists the protocols in that order
             stem = str(row.model).removeprefix(PREFIX) if is_zoo_model(str(row.model)) else slug(str(row.model))
             path = Path(to) / "model_info" / slug(name) / THREAT / f"{stem}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
