@@ -126,7 +126,7 @@ class LocalReparameterization(nn.Module):
         w_mean, w_var, b_mean, b_var = self.weight_moments()
         mean = self.transform(x, w_mean, b_mean)
         var = self.transform(x.square(), w_var, b_var)
-        return mean + (var + VAR_FLOOR).sqrt() * torch.randn_like(mean)
+        return torch.addcmul(mean, (var + VAR_FLOOR).sqrt(), torch.randn_like(mean))  # one pass, not two
 
     def sample_weights(self, n: int | None = None) -> tuple[Tensor, Tensor | None]:
         """One draw (weight, bias) of the weights, w = μ + σ ε, differentiable in the variational parameters;
