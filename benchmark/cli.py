@@ -18,7 +18,13 @@ from benchmark.errors import BenchmarkError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Robustness benchmark for uncertainty-aware neural networks.")
-out_console = Console(quiet=os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 speaks
+
+
+def out_console() -> Console:
+    """Standard output, as wide as ``COLUMNS`` says at the time of the call (rich fixes a console's width from
+    the environment it was made in); quiet on every torchrun rank but rank 0."""
+    return Console(quiet=os.environ.get("RANK", "0") != "0")
+
 _state = {"debug": False}
 
 
@@ -80,12 +86,12 @@ def run(
         table.add_column(column.name)
     table.add_row(*(f"{row[c.name]:.4f}" if isinstance(row[c.name], float) and c.score else str(row[c.name])
                     for c in AFTER_RUN))
-    out_console.print(table)
-    out_console.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
+    out_console().print(table)
+    out_console().print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
                       f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
                       f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
                       f"S={row['samples']}, K={row['eot']}")
-    out_console.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
+    out_console().print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
 
 
 def _run_suite(request) -> None:
@@ -106,15 +112,15 @@ def _run_suite(request) -> None:
         table.add_row(entry.model, f"{row['clean_acc']:.4f}", f"{row['robust_acc']:.4f}", f"{row['eps']:.4g}",
                       row["flags"], f"{row['train_seconds']:.0f}", f"{row['eval_seconds']:.0f}",
                       f"{entry.wall_seconds:.0f}")
-    out_console.print(table)
+    out_console().print(table)
     from benchmark.claims import write_claims
 
     try:
-        out_console.print(f"claims checked: {write_claims(request.out)}")
+        out_console().print(f"claims checked: {write_claims(request.out)}")
     except BenchmarkError as exc:  # a board without a claim's plugin beside its reference
-        out_console.print(f"no claims page: {exc}")
+        out_console().print(f"no claims page: {exc}")
     failed = [entry.model for entry in entries if entry.row is None]
-    out_console.print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
+    out_console().print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
                       f"{sum(entry.wall_seconds for entry in entries):.0f} s of wall time; "
                       f"leaderboard: {Path(request.out) / 'leaderboards'}")
     if failed:
@@ -139,11 +145,11 @@ def list_cmd(
         cls = get_plugin_class(name)
         table.add_row(name, cls.predictive, cls().shapes_text(),
                       cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), ""))
-    out_console.print(table)
-    out_console.print(zoo_summary())
-    out_console.print("datasets: " + ", ".join(available_datasets(data_dir)))
+    out_console().print(table)
+    out_console().print(zoo_summary())
+    out_console().print("datasets: " + ", ".join(available_datasets(data_dir)))
     for name, p in PROFILES.items():
-        out_console.print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "
+        out_console().print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "
                           f"attacks {', '.join(planned.name for planned in p.attacks)}")
 
 
@@ -162,7 +168,7 @@ def leaderboard(
                              f"start one with `benchmark run --model NAME`")
     for name in names:
         publish(out, name)
-        out_console.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
+        out_console().print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
 
 
 @app.command()
@@ -178,7 +184,7 @@ def export(
     if format != "robustbench":
         raise BenchmarkError(f"unknown export format {format!r}; the one there is: robustbench")
     paths = export_cards(out, to if to is not None else Path(out) / "leaderboards", dataset)
-    out_console.print(f"wrote {len(paths)} card(s) under {paths[0].parents[2] if paths else to}; "
+    out_console().print(f"wrote {len(paths)} card(s) under {paths[0].parents[2] if paths else to}; "
                       "fields marked TO FILL (listed under fill_in) are for the model's author to complete")
 
 
@@ -191,7 +197,7 @@ def claims(
     """Check the seed methods' published claims against the leaderboards and write the verdicts as Markdown."""
     from benchmark.claims import write_claims
 
-    out_console.print(f"wrote {write_claims(out, write)}")
+    out_console().print(f"wrote {write_claims(out, write)}")
 
 
 @app.command()
@@ -213,7 +219,7 @@ def report(
         raise BenchmarkError(f"no finished run of {model!r} on {dataset!r} under {Path(out) / 'runs'}")
     row = rows.sort_values("date").iloc[-1]
     path = write_report(Path(out) / "runs" / row.run_id, report_dir(out, dataset, row.protocol, model))
-    out_console.print(f"wrote {path} and {path.with_suffix('.html')}")
+    out_console().print(f"wrote {path} and {path.with_suffix('.html')}")
 
 
 @app.command("validate-plugin")
@@ -244,10 +250,10 @@ def validate_plugin_cmd(
             warned += not check.ok and not check.blocking
             result = "[green]ok[/]" if check.ok else "[red]FAIL[/]" if check.blocking else "[yellow]warning[/]"
             table.add_row(check.name, result, "" if check.ok else check.detail)
-        out_console.print(table)
+        out_console().print(table)
     if failed:
         raise BenchmarkError(f"{failed} contract check(s) failed")
-    out_console.print("all contract checks passed" + (f", {warned} warning(s): a run goes on and its diagnostics "
+    out_console().print("all contract checks passed" + (f", {warned} warning(s): a run goes on and its diagnostics "
                                                       "flag them" if warned else ""))
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a small model trained on the built-in MNIST sample, in a few seconds on the CPU."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,14 @@ SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",
                      help="also run the tests marked slow (whole runs, crash and kill, torchrun): CI does")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets its share of the cores for torch's intra-op threads: two workers of
+    two threads each on two cores spend their time waiting for one another."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def pytest_collection_modifyitems(config, items):

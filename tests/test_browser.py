@@ -17,8 +17,9 @@ pytestmark = pytest.mark.skipif(
     reason="no headless browser here: install Debian's chromium and chromium-driver (.ci/run does) to run it")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
+    """One browser for the module: starting Chromium costs seconds, and no test changes its settings."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -31,8 +32,10 @@ def browser():
     driver.quit()
 
 
-@pytest.fixture
-def board(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def board(tmp_path_factory) -> Path:
+    """One published board for the module (rendering its figures costs seconds); the tests only read it."""
+    tmp_path = tmp_path_factory.mktemp("board")
     for model, auc, robust in (("baseline", 0.30, 0.0), ("endp", 0.50, 0.1), ("vdp", 0.40, 0.05)):
         make_finished_run(tmp_path, model, robust=robust, robust_auc=auc)
     make_finished_run(tmp_path, "snn", robust=0.2, robust_auc=0.6, flags="shattered-gradients")
