@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.layers.noise import standard_normal_like
 from benchmark.plugin import EXACT_GRADIENT
 
 #: slope k of the fast-sigmoid surrogate derivative the spiking plugins are trained with
@@ -194,7 +195,7 @@ class MembraneNoise(nn.Module):
         so its gradient is (eps / sigma) dmean and (eps^2 - 1) / sigma dsigma, as the log-density's is at this
         draw, at a fraction of the cost of evaluating the log-density itself."""
         sigma = self.sigma(mean)
-        eps = torch.randn_like(mean)
+        eps = standard_normal_like(mean)
         if score is None:
             return mean + sigma * eps
         value = (mean + sigma * eps).detach()

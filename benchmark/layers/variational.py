@@ -77,6 +77,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.layers.noise import standard_normal_like
+
 #: added to the pre-activation variance under the square root: keeps the gradient finite where the
 #: variance is exactly zero (a zero input and a deterministic bias), negligible elsewhere (std 1e-8)
 VAR_FLOOR = 1e-16
@@ -126,7 +128,7 @@ class LocalReparameterization(nn.Module):
         w_mean, w_var, b_mean, b_var = self.weight_moments()
         mean = self.transform(x, w_mean, b_mean)
         var = self.transform(x.square(), w_var, b_var)
-        return torch.addcmul(mean, (var + VAR_FLOOR).sqrt(), torch.randn_like(mean))  # one pass, not two
+        return torch.addcmul(mean, (var + VAR_FLOOR).sqrt(), standard_normal_like(mean))  # one pass, not two
 
     def sample_weights(self, n: int | None = None) -> tuple[Tensor, Tensor | None]:
         """One draw (weight, bias) of the weights, w = μ + σ ε, differentiable in the variational parameters;
