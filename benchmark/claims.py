@@ -20,7 +20,7 @@ import pandas as pd
 from benchmark.errors import BenchmarkError
 from benchmark.leaderboard import CERTIFIED, protocols
 from benchmark.metrics import mean_interval
-from benchmark.render import eps_text, markdown_table, markdown_text
+from benchmark.render import eps_text, interval_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
 
 FLAGGED_HOLDS = "holds only on a flagged row"
@@ -78,7 +78,7 @@ class Interval:
         return self.low > other.high
 
     def text(self) -> str:
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        return interval_text(self.value, self.low, self.high)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
 from benchmark.errors import BenchmarkError
-from benchmark.render import eps_text, html_table, markdown_table, markdown_text
+from benchmark.render import eps_text, html_table, interval_text, markdown_table, markdown_text
 from benchmark.report import write_report
 from benchmark.store import atomic_write_text, list_runs, read_json, slug
 
@@ -182,10 +182,6 @@ def dataset_notes(out: Path, frame: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _with_interval(value, low, high) -> str:
-    return "" if _fmt(value) == "" else f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
     """The displayed columns of ``part`` as text, with the robust accuracy (and its interval) at every eps of
     the sweep below the row's own as columns of their own, just before ``robust_acc``."""
@@ -197,12 +193,12 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in part.iterrows():
         cells = {c: _fmt(row[c]) for c in DISPLAY}
-        cells["robust_acc"] = _with_interval(row.robust_acc, row.robust_acc_ci_low, row.robust_acc_ci_high)
+        cells["robust_acc"] = interval_text(row.robust_acc, row.robust_acc_ci_low, row.robust_acc_ci_high)
         mine = curve[curve.model == row.model]
         for e in smaller:
             at = mine[np.isclose(mine.eps, e)]
             cells[f"robust_acc@{eps_text(e)}"] = ("" if at.empty else
-                                                  _with_interval(*at.iloc[0][list(EPS_METRICS)]))
+                                                  interval_text(*at.iloc[0][list(EPS_METRICS)]))
         rows.append([cells[c] for c in columns])
     return pd.DataFrame(rows, columns=columns)
 

@@ -70,6 +70,15 @@ def num(value: object) -> str:
     return "n/a" if missing(value) else f"{float(value):.4f}"
 
 
+def interval_text(value: object, low: object, high: object, digits: int = 3) -> str:
+    """A measured accuracy and its 95% interval, ``value [low, high]``; the value alone where the interval is
+    missing, and nothing where the value is."""
+    if missing(value):
+        return ""
+    text = f"{float(value):.{digits}f}"
+    return text if missing(low) or missing(high) else f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+
+
 def eps_text(eps: float) -> str:
     """CIFAR-style budgets read as k/255; everything else as a plain number."""
     k = eps * 255

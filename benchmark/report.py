@@ -22,6 +22,7 @@ from benchmark.render import (
     Table,
     eps_text,
     html_page,
+    interval_text,
     markdown,
     missing,
     num,
@@ -310,7 +311,6 @@ def _at(frame: pd.DataFrame | None, param: float) -> pd.Series | None:
 def _with_interval(row: pd.Series | None) -> str:
     if row is None:
         return "—"
-    low, high = row.get("accuracy_ci_low"), row.get("accuracy_ci_high")
-    if missing(low) or missing(high):
-        return num(row.get("accuracy"))
-    return f"{num(row.get('accuracy'))} [{num(low)}, {num(high)}]"
+    if missing(row.get("accuracy")):
+        return num(None)
+    return interval_text(row.get("accuracy"), row.get("accuracy_ci_low"), row.get("accuracy_ci_high"), digits=4)
