@@ -25,6 +25,7 @@ the default eps list on CUDA also holds 1/255 and 0.5/255, where AutoAttack's la
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 from collections.abc import Callable
 
@@ -48,6 +49,7 @@ from common import (
 
 from benchmark.attacks import APGD, PGD, AutoAttack
 from benchmark.predictive import Predictor
+from benchmark.runner import evaluation_layout
 
 ATTACKS = ("pgd", "torchattacks-pgd", "apgd-ce", "pyautoattack-apgd-ce", "autoattack", "pyautoattack")
 #: harness method -> the reference it is compared with
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = load_model(args.model, device, args.checkpoint)
     images = load_images(args.dataset, args.data_dir, args.n, device, args.seed)
     x, y, n = images.x, images.y, len(images.y)
-    predictor = Predictor(model, "deterministic", num_classes=10)
+    # the harness attacks the network as a run lays it out (channels_last, benchmark.runner.evaluation_layout); the
+    # reference libraries get the model as loaded, as a user hands it to them
+    predictor = Predictor(evaluation_layout(copy.deepcopy(model)), "deterministic", num_classes=10)
     clean = accuracy(model, x, y, args.batch_size)
     print_header("attack_speed: harness attacks against pyautoattack and torchattacks", device, [
         f"model: {args.model}"

@@ -26,6 +26,7 @@ settings in pyautoattack).
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 
 import torch
@@ -52,6 +53,7 @@ from benchmark.layers.dropout import MCDropout
 from benchmark.plugin import Task
 from benchmark.predictive import Predictor
 from benchmark.registry import create_model
+from benchmark.runner import evaluation_layout
 
 NETWORKS = ("plugin", "resnet18-dropout", "tiny-dropout")
 
@@ -163,7 +165,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     network, trunk, what = build_network(args.network, args.plugin, args.checkpoint, args.dropout, device,
                                          tuple(images.x.shape[1:]))
     x, y, n, bs = images.x, images.y, len(images.y), args.batch_size
-    predictor = Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10, trunk=trunk)
+    # the harness attacks the network as a run lays it out (channels_last, benchmark.runner.evaluation_layout);
+    # pyautoattack gets it as loaded, as a user hands it over (one deepcopy keeps the trunk inside the network)
+    laid_out, laid_out_trunk = copy.deepcopy((network, trunk))
+    evaluation_layout(laid_out)
+    predictor = Predictor(laid_out, "stochastic", max_batch=args.max_batch, num_classes=10, trunk=laid_out_trunk)
     eps = args.eps / 255
     clean = deployed_accuracy(predictor, x, y, samples, bs, args.seed)
     print_header("eot_speed: harness EOT against pyautoattack rand", device, [
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     runs = [("harness AutoAttack rand-eot (K batched" + (", trunk once)" if trunk else ")"), predictor)]
     if args.without_trunk and trunk:
         runs.append(("harness AutoAttack rand-eot (K batched, whole network per draw)",
-                     Predictor(network, "stochastic", max_batch=args.max_batch, num_classes=10)))
+                     Predictor(laid_out, "stochastic", max_batch=args.max_batch, num_classes=10)))
     results = []
     for method, attacked in runs:
         adv, seconds = timed(lambda p=attacked: harness_eot(p, x, y, eps, draws, iters, bs, args.seed), device)

@@ -8,8 +8,9 @@ step and projection), and the harness's ``benchmark.attacks.PGD`` through ``Pred
 twice: with every example run to the end (the same work as the floor's loop: its throughput as a fraction of
 the floor is the engine's efficiency) and with its active set (a deterministic model's example leaves once
 misclassified: the gradients it computes, counted by a hook on the model, and its wall-clock time against
-the first). Rows marked "headroom" (channels_last, bf16 autocast; on CUDA by default) use another memory
-format or precision than the harness and are not its floor: they show what a harness change could gain.
+the first). The floor and both PGD loops run the network as a run lays it out (fp32, channels_last:
+``benchmark.runner.evaluation_layout``); the other rows (the default contiguous layout, bf16 autocast; on CUDA by
+default) show what the layout gained and what another precision could.
 
     OMP_NUM_THREADS=1 python benchmarks/limit.py --device cpu --n 8 --batch-size 4 --steps 3
     python benchmarks/limit.py          # CUDA: batch 500, 1000 images, PGD-100
@@ -41,8 +42,11 @@ from common import (
 
 from benchmark.attacks import PGD, project
 from benchmark.predictive import Predictor
+from benchmark.runner import evaluation_layout
 
 VARIANTS = ("fp32", "channels_last", "bf16", "channels_last+bf16")
+#: the variant a run evaluates in (benchmark.runner.evaluation_layout): the floor
+HARNESS = "channels_last"
 
 
 def _autocast(variant: str, device: torch.device):
@@ -97,15 +101,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--eps", type=float, default=8.0, help="PGD budget in units of 1/255")
     parser.add_argument("--repeats", type=int, default=3, help="each measurement is the fastest of this many runs")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
-                        help="forward+backward variants (default: all on CUDA, fp32 on CPU); fp32 is the harness's")
+                        help="forward+backward variants (default: all on CUDA, fp32 and channels_last on CPU); "
+                             f"{HARNESS} (fp32) is the harness's")
     args = parser.parse_args(argv)
     device = resolve(args)
     cuda = device.type == "cuda"
     steps = args.steps or (100 if cuda else 3)
     iters = args.iters or (50 if cuda else 5)
-    variants = args.variants or (list(VARIANTS) if cuda else ["fp32"])
-    if "fp32" not in variants:
-        variants.insert(0, "fp32")
+    variants = args.variants or (list(VARIANTS) if cuda else ["fp32", HARNESS])
+    variants = [HARNESS] + [v for v in variants if v != HARNESS]
     if cuda:
         torch.backends.cudnn.benchmark = False  # the harness leaves it off: same kernels for the floor and PGD
 
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append({"method": f"bare forward+backward ({variant})", "variant": variant,
                         "seconds": min(r[0] for r in runs), "grads": runs[0][1]})
     eps = args.eps / 255
+    model = evaluation_layout(copy.deepcopy(model))  # the PGD loops run the network as a run lays it out
     predictor = Predictor(model, "deterministic", num_classes=10)
     rows_seen = [0]
     model.register_forward_pre_hook(lambda _, inputs: rows_seen.__setitem__(0, rows_seen[0] + len(inputs[0])))
@@ -137,12 +142,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     plain_pgd(model, xb, yb, eps, 1, bs)  # warm-up
     seconds = min(timed(lambda: plain_pgd(model, x, y, eps, steps, bs), device)[1] for _ in range(args.repeats))
-    results.append({"method": f"plain PGD-{steps} loop (fp32)", "variant": "fp32", "seconds": seconds,
+    results.append({"method": f"plain PGD-{steps} loop ({HARNESS})", "variant": HARNESS, "seconds": seconds,
                     "grads": n * steps})
     for stop, label in ((False, "every example to the end"), (True, "active set: broken examples leave")):
         attack = PGD(steps=steps, restarts=1, stop_when_broken=stop)
         seconds = min(timed(lambda a=attack: harness_pgd(a), device)[1] for _ in range(args.repeats))
-        results.append({"method": f"harness PGD-{steps}, {label} (fp32)", "variant": "fp32", "seconds": seconds,
+        results.append({"method": f"harness PGD-{steps}, {label} ({HARNESS})", "variant": HARNESS, "seconds": seconds,
                         "grads": rows_seen[0]})  # the rows its forward passes actually computed
 
     floor = results[0]["grads"] / results[0]["seconds"]
@@ -150,15 +155,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in results:
         r["throughput"] = r["grads"] / r["seconds"]
         r["fraction_of_floor"] = r["throughput"] / floor
-        note = "headroom (not the harness's precision/format)" if r["variant"] != "fp32" else ""
+        note = "not the harness's layout/precision" if r["variant"] != HARNESS else ""
         rows.append([r["method"], r["grads"], r["seconds"], r["throughput"], f"{r['fraction_of_floor']:.1%}", note])
     print_table(f"images x gradients per second, batch {bs}, fastest of {args.repeats} runs",
-                ["method", "image-grads", "seconds", "image-grads/s", "of fp32 floor", "note"], rows)
+                ["method", "image-grads", "seconds", "image-grads/s", "of the floor", "note"], rows)
     full, active = results[-2], results[-1]
-    console.print(f"harness PGD-{steps} reaches {full['fraction_of_floor']:.1%} of the bare fp32 forward+backward "
-                  f"throughput on the same work (every example, {steps + 1} gradients each: the last scores the final "
-                  f"point); its active set computes {active['grads'] / full['grads']:.1%} of those gradients and "
-                  f"takes {active['seconds'] / full['seconds']:.1%} of the time (the same examples broken)")
+    console.print(f"harness PGD-{steps} reaches {full['fraction_of_floor']:.1%} of the bare forward+backward "
+                  f"throughput ({HARNESS}, fp32) on the same work (every example, {steps + 1} gradients each: the "
+                  f"last scores the final point); its active set computes {active['grads'] / full['grads']:.1%} of "
+                  f"those gradients and takes {active['seconds'] / full['seconds']:.1%} of the time (the same "
+                  "examples broken)")
     return results
 
 
