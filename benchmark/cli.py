@@ -86,12 +86,13 @@ def run(
         table.add_column(column.name)
     table.add_row(*(f"{row[c.name]:.4f}" if isinstance(row[c.name], float) and c.score else str(row[c.name])
                     for c in AFTER_RUN))
-    out_console().print(table)
-    out_console().print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
-                      f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
-                      f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
-                      f"S={row['samples']}, K={row['eot']}")
-    out_console().print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
+    stdout = out_console()
+    stdout.print(table)
+    stdout.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
+                 f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
+                 f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
+                 f"S={row['samples']}, K={row['eot']}")
+    stdout.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
 
 
 def _run_suite(request) -> None:
@@ -112,17 +113,18 @@ def _run_suite(request) -> None:
         table.add_row(entry.model, f"{row['clean_acc']:.4f}", f"{row['robust_acc']:.4f}", f"{row['eps']:.4g}",
                       row["flags"], f"{row['train_seconds']:.0f}", f"{row['eval_seconds']:.0f}",
                       f"{entry.wall_seconds:.0f}")
-    out_console().print(table)
+    stdout = out_console()
+    stdout.print(table)
     from benchmark.claims import write_claims
 
     try:
-        out_console().print(f"claims checked: {write_claims(request.out)}")
+        stdout.print(f"claims checked: {write_claims(request.out)}")
     except BenchmarkError as exc:  # a board without a claim's plugin beside its reference
-        out_console().print(f"no claims page: {exc}")
+        stdout.print(f"no claims page: {exc}")
     failed = [entry.model for entry in entries if entry.row is None]
-    out_console().print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
-                      f"{sum(entry.wall_seconds for entry in entries):.0f} s of wall time; "
-                      f"leaderboard: {Path(request.out) / 'leaderboards'}")
+    stdout.print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
+                 f"{sum(entry.wall_seconds for entry in entries):.0f} s of wall time; "
+                 f"leaderboard: {Path(request.out) / 'leaderboards'}")
     if failed:
         raise BenchmarkError(f"{len(failed)} plugin(s) failed: {', '.join(failed)} (their reasons are above; "
                              "the others' rows are on the leaderboard)")
@@ -145,12 +147,13 @@ def list_cmd(
         cls = get_plugin_class(name)
         table.add_row(name, cls.predictive, cls().shapes_text(),
                       cls.summary or next(iter((cls.__doc__ or "").strip().splitlines()), ""))
-    out_console().print(table)
-    out_console().print(zoo_summary())
-    out_console().print("datasets: " + ", ".join(available_datasets(data_dir)))
+    stdout = out_console()
+    stdout.print(table)
+    stdout.print(zoo_summary())
+    stdout.print("datasets: " + ", ".join(available_datasets(data_dir)))
     for name, p in PROFILES.items():
-        out_console().print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "
-                          f"attacks {', '.join(planned.name for planned in p.attacks)}")
+        stdout.print(f"profile {name}: n_test={p.n_test or 'all'}, S={p.samples}, K={p.eot}, R={p.reevals}, "
+                     f"attacks {', '.join(planned.name for planned in p.attacks)}")
 
 
 @app.command()
@@ -166,9 +169,10 @@ def leaderboard(
     if not names:
         raise BenchmarkError(f"no finished runs under {Path(out) / 'runs'}; "
                              f"start one with `benchmark run --model NAME`")
+    stdout = out_console()
     for name in names:
         publish(out, name)
-        out_console().print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
+        stdout.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
 
 
 @app.command()
@@ -185,7 +189,7 @@ def export(
         raise BenchmarkError(f"unknown export format {format!r}; the one there is: robustbench")
     paths = export_cards(out, to if to is not None else Path(out) / "leaderboards", dataset)
     out_console().print(f"wrote {len(paths)} card(s) under {paths[0].parents[2] if paths else to}; "
-                      "fields marked TO FILL (listed under fill_in) are for the model's author to complete")
+                        "fields marked TO FILL (listed under fill_in) are for the model's author to complete")
 
 
 @app.command()
@@ -240,6 +244,7 @@ def validate_plugin_cmd(
         raise BenchmarkError(f"{path} registers no plugin: "
                              f"decorate a ModelPlugin subclass with @register_model(\"name\")")
     failed = warned = 0
+    stdout = out_console()
     for plugin_name in names:
         plugin = create_model(plugin_name if path is None else f"{path}:{plugin_name}")
         table = Table(title=f"{plugin_name} ({plugin.predictive})")
@@ -250,11 +255,11 @@ def validate_plugin_cmd(
             warned += not check.ok and not check.blocking
             result = "[green]ok[/]" if check.ok else "[red]FAIL[/]" if check.blocking else "[yellow]warning[/]"
             table.add_row(check.name, result, "" if check.ok else check.detail)
-        out_console().print(table)
+        stdout.print(table)
     if failed:
         raise BenchmarkError(f"{failed} contract check(s) failed")
-    out_console().print("all contract checks passed" + (f", {warned} warning(s): a run goes on and its diagnostics "
-                                                      "flag them" if warned else ""))
+    stdout.print("all contract checks passed" + (f", {warned} warning(s): a run goes on and its diagnostics "
+                                                 "flag them" if warned else ""))
 
 
 def main() -> None:

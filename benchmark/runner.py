@@ -200,20 +200,19 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
     torch.manual_seed(request.seed)
     network = plugin.build(task).to(device)
     if plugin.pretrained and checkpoint is None:  # published weights (a RobustBench zoo model): nothing to train
-        key = world.on_main(lambda: plugin.load_weights(network, task))
-        world.broadcast_weights(network)
-        return evaluation_layout(network.eval()), 0.0, key, recipe
-    key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
-                   "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe),
-                   "seed": request.seed})
+        key, seconds = world.on_main(lambda: plugin.load_weights(network, task)), 0.0
+    else:
+        key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
+                       "dataset": task.dataset, "n_train": len(y), "recipe": dataclasses.asdict(recipe),
+                       "seed": request.seed})
 
-    def train_or_load() -> float:
-        if checkpoint is not None:
-            load_checkpoint(network, checkpoint)
-            return 0.0
-        return _train_or_load(plugin, network, request, task, recipe, x, y, device, key)
+        def train_or_load() -> float:
+            if checkpoint is not None:
+                load_checkpoint(network, checkpoint)
+                return 0.0
+            return _train_or_load(plugin, network, request, task, recipe, x, y, device, key)
 
-    seconds = world.on_main(train_or_load)
+        seconds = world.on_main(train_or_load)
     world.broadcast_weights(network)
     return evaluation_layout(network.eval()), seconds, key, recipe
 
