@@ -14,6 +14,14 @@ same device, one process. For each eps it times
 and prints seconds, images per second, robust accuracy (recomputed on the returned points) and, per
 pair, the speed-up (reference seconds / harness seconds) and the robust-accuracy difference.
 
+Where ``autoattack`` runs, one more row bounds what any implementation could do: ``AutoAttack standard
+floor``, the passes the standard version must spend on the examples no stage breaks (every stage runs its
+whole budget on them: APGD-CE and APGD-T 9 x (steps + 1) input gradients, FAB-T 9 x steps gradients and 9 x
+steps forward passes, Square its queries in forward passes) at the bare forward and forward+backward rates of
+the same network, layout and batch size, measured on those examples (``common.bare_passes``). It counts
+nothing for the broken examples and no bookkeeping, so no fp32 implementation in the harness's layout can be
+faster; its speed-up over pyautoattack is the ceiling on the harness's.
+
 That model is not adversarially trained: at eps = 8/255 every attack reaches 0% in its first stage, so
 the default eps list on CUDA also holds 1/255 and 0.5/255, where AutoAttack's later stages do real work.
 
@@ -33,10 +41,12 @@ import pyautoattack  # noqa: F401  (imported here so no timed call pays for the 
 import torch
 import torchattacks
 from common import (
+    HARNESS,
     accuracy,
     add_common_args,
     add_data_args,
     add_model_args,
+    bare_passes,
     batches,
     console,
     load_images,
@@ -48,12 +58,16 @@ from common import (
 )
 
 from benchmark.attacks import APGD, PGD, AutoAttack
+from benchmark.attacks.autoattack import STANDARD_SQUARE_QUERIES, STANDARD_STEPS, STANDARD_TARGETS
 from benchmark.predictive import Predictor
 from benchmark.runner import evaluation_layout
 
+#: the computed row that bounds any AutoAttack implementation's time (see the module docstring)
+FLOOR = "autoattack-floor"
 ATTACKS = ("pgd", "torchattacks-pgd", "apgd-ce", "pyautoattack-apgd-ce", "autoattack", "pyautoattack")
 #: harness method -> the reference it is compared with
-PAIRS = {"pgd": "torchattacks-pgd", "apgd-ce": "pyautoattack-apgd-ce", "autoattack": "pyautoattack"}
+PAIRS = {"pgd": "torchattacks-pgd", "apgd-ce": "pyautoattack-apgd-ce", "autoattack": "pyautoattack",
+         FLOOR: "pyautoattack"}
 
 
 def _quiet_autoattack() -> None:
@@ -108,11 +122,41 @@ def run_attack(name: str, model: torch.nn.Module, predictor: Predictor, x: torch
     raise SystemExit(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
 
 
+def standard_passes(classes: int) -> tuple[int, int]:
+    """(input-gradient passes, forward passes) AutoAttack's standard version spends on one example no stage
+    breaks, at ``classes`` classes: APGD-CE and APGD-T (steps + 1 gradients per run, T targets), FAB-T (per
+    step and target one gradient at the point and one forward pass at its candidate), Square (its queries)."""
+    targets = min(STANDARD_TARGETS, classes - 1)
+    gradients = (1 + targets) * (STANDARD_STEPS + 1) + targets * STANDARD_STEPS
+    return gradients, targets * STANDARD_STEPS + STANDARD_SQUARE_QUERIES
+
+
+def autoattack_floor(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor,
+                     batch_size: int, device: torch.device, classes: int = 10) -> dict:
+    """Seconds the standard version's passes on the ``survivors`` take at the bare rates of ``network`` in the
+    harness's layout (fp32, channels_last), measured on those images, batch after batch."""
+    xs, ys = x[survivors], y[survivors]
+    gradients, forwards = standard_passes(classes)
+    count = len(ys)
+    if count == 0:
+        return {"seconds": 0.0, "survivors": 0, "gradients": 0, "forwards": 0}
+    rates = {}
+    for backward in (True, False):
+        iters = max(2, -(-4 * batch_size // count))  # at least four batches' worth of images, and two passes
+        bare_passes(network, xs, ys, 1, batch_size, HARNESS, device, backward)  # warm-up
+        seconds, images = bare_passes(network, xs, ys, iters, batch_size, HARNESS, device, backward)
+        rates[backward] = images / seconds
+    return {"seconds": count * (gradients / rates[True] + forwards / rates[False]), "survivors": count,
+            "gradients": count * gradients, "forwards": count * forwards,
+            "gradient_rate": rates[True], "forward_rate": rates[False]}
+
+
 def label(name: str, steps: int) -> str:
     """The method's name in the printed table and the returned rows."""
     return {"pgd": f"harness PGD-{steps}", "torchattacks-pgd": f"torchattacks PGD-{steps}",
             "apgd-ce": "harness APGD-CE", "pyautoattack-apgd-ce": "pyautoattack APGD-CE",
-            "autoattack": "harness AutoAttack standard", "pyautoattack": "pyautoattack standard"}[name]
+            "autoattack": "harness AutoAttack standard", "pyautoattack": "pyautoattack standard",
+            FLOOR: "AutoAttack standard floor (survivors' passes at the bare rates)"}[name]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -167,12 +211,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
             # as it goes: long runs keep what they measured
             console.print(f"  eps {eps_units:g}/255  {label(name, steps)}: {seconds:.3g} s, "
                           f"robust accuracy {results[-1]['robust_acc']:.1%}")
+            if name == "autoattack":
+                with torch.no_grad():
+                    survivors = torch.cat([predictor.probs(x_adv[sl]).argmax(1) == y[sl]
+                                           for sl in batches(n, args.batch_size)])
+                floor = autoattack_floor(predictor.network, x, y, survivors, args.batch_size, device,
+                                         predictor.num_classes)
+                results.append({"eps": eps_units, "method": FLOOR, "label": label(FLOOR, steps), **floor,
+                                "images_per_s": n / max(floor["seconds"], 1e-12),
+                                "robust_acc": results[-1]["robust_acc"]})
+                console.print(f"  eps {eps_units:g}/255  {label(FLOOR, steps)}: {floor['seconds']:.3g} s "
+                              f"({floor['survivors']} survivors x {standard_passes(10)[0]:,} gradients and "
+                              f"{standard_passes(10)[1]:,} forward passes)")
 
     by_key = {(r["eps"], r["method"]): r for r in results}
     rows = []
     for r in results:
         ref = by_key.get((r["eps"], PAIRS.get(r["method"], "")))
-        speedup = ref["seconds"] / r["seconds"] if ref else None
+        speedup = ref["seconds"] / r["seconds"] if ref and r["seconds"] > 0 else None
         delta = 100 * (r["robust_acc"] - ref["robust_acc"]) if ref else None
         rows.append([f"{r['eps']:g}/255", r["label"], r["seconds"], r["images_per_s"], f"{r['robust_acc']:.1%}",
                      f"{speedup:.2f}x" if speedup else "-", f"{delta:+.1f}" if delta is not None else "-"])
@@ -180,7 +236,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_table(f"{n} images, batch {args.batch_size}, PGD steps {steps}, fastest of {args.repeats} run(s)",
                 ["eps", "method", "seconds", "images/s", "robust acc", "speed-up vs ref", "Δ acc vs ref (pp)"], rows)
     console.print("speed-up = reference seconds / harness seconds (harness PGD vs torchattacks PGD, harness APGD-CE "
-                  "vs pyautoattack APGD-CE, harness AutoAttack vs pyautoattack standard); Δ acc < 0: harness stronger")
+                  "vs pyautoattack APGD-CE, harness AutoAttack and its floor vs pyautoattack standard); Δ acc < 0: "
+                  "harness stronger")
     return results
 
 

@@ -11,6 +11,8 @@ architecture below, written here with the same parameter names.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import importlib.util
 import os
 import platform
@@ -206,6 +208,42 @@ def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y
     """Share of ``x`` whose argmax prediction is ``y``."""
     correct = sum((predict(x[sl]).argmax(-1) == y[sl]).sum().item() for sl in batches(len(y), batch_size))
     return correct / max(1, len(y))
+
+
+#: the layouts and precisions a bare pass can run in; "channels_last" (fp32) is the harness's
+VARIANTS = ("fp32", "channels_last", "bf16", "channels_last+bf16")
+#: the variant a run evaluates in (benchmark.runner.evaluation_layout): the floors are measured in it
+HARNESS = "channels_last"
+
+
+def bare_passes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, batch_size: int, variant: str,
+                device: torch.device, backward: bool = True) -> tuple[float, int]:
+    """Seconds for ``iters`` bare passes, batch after batch through ``x`` (cyclically, the data an attack walks
+    through, not one cache-warm batch again and again), and the images passed: input-gradient passes (the loss's
+    forward and backward, nothing else), or with ``backward=False`` forward passes alone. No attack can pass
+    images faster than these loops in the same ``variant`` (layout and precision)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    if "channels_last" in variant:  # weights and input both (a channels_last input alone gains nothing)
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    slices = list(batches(len(y), batch_size))
+    images = sum(len(y[slices[i % len(slices)]]) for i in range(iters))
+    precision = torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else contextlib.nullcontext()
+
+    def loop():
+        for i in range(iters):
+            sl = slices[i % len(slices)]
+            if not backward:
+                with torch.no_grad(), precision:
+                    model(x[sl])
+                continue
+            xg = x[sl].detach().requires_grad_(True)
+            with precision:
+                loss = F.cross_entropy(model(xg), y[sl], reduction="sum")
+            torch.autograd.grad(loss, xg)
+
+    return timed(loop, device)[1], images
 
 
 # --- command line and output -----------------------------------------------------------------------

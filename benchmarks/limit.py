@@ -21,15 +21,17 @@ default) show what the layout gained and what another precision could.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 
 import torch
 import torch.nn.functional as F
 from common import (
+    HARNESS,
+    VARIANTS,
     add_common_args,
     add_data_args,
     add_model_args,
+    bare_passes,
     batches,
     console,
     load_images,
@@ -43,35 +45,6 @@ from common import (
 from benchmark.attacks import PGD, project
 from benchmark.predictive import Predictor
 from benchmark.runner import evaluation_layout
-
-VARIANTS = ("fp32", "channels_last", "bf16", "channels_last+bf16")
-#: the variant a run evaluates in (benchmark.runner.evaluation_layout): the floor
-HARNESS = "channels_last"
-
-
-def _autocast(variant: str, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else contextlib.nullcontext()
-
-
-def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, batch_size: int,
-                     variant: str, device: torch.device) -> tuple[float, int]:
-    """Seconds for ``iters`` bare input-gradient passes, batch after batch through ``x`` (cyclically, the data
-    PGD walks through, not one cache-warm batch again and again), and the image-gradients computed."""
-    if "channels_last" in variant:  # weights and input both (a channels_last input alone gains nothing)
-        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    slices = list(batches(len(y), batch_size))
-    grads = sum(len(y[slices[i % len(slices)]]) for i in range(iters))
-
-    def loop():
-        for i in range(iters):
-            sl = slices[i % len(slices)]
-            xg = x[sl].detach().requires_grad_(True)
-            with _autocast(variant, device):
-                loss = F.cross_entropy(model(xg), y[sl], reduction="sum")
-            torch.autograd.grad(loss, xg)
-
-    return timed(loop, device)[1], grads
 
 
 def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
@@ -125,8 +98,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     xb, yb = x[:bs], y[:bs]
     results = []
     for variant in variants:
-        forward_backward(model, x, y, 2, bs, variant, device)  # warm-up
-        runs = [forward_backward(model, x, y, iters, bs, variant, device) for _ in range(args.repeats)]
+        bare_passes(model, x, y, 2, bs, variant, device)  # warm-up
+        runs = [bare_passes(model, x, y, iters, bs, variant, device) for _ in range(args.repeats)]
         results.append({"method": f"bare forward+backward ({variant})", "variant": variant,
                         "seconds": min(r[0] for r in runs), "grads": runs[0][1]})
     eps = args.eps / 255

@@ -38,9 +38,31 @@ def test_attack_speed_runs(capsys):
                                   "--steps", "2", "--eps", "8", "--seed", "1"])
     out = _printed_table(capsys)
     methods = {r["method"] for r in rows}
-    assert methods == {"pgd", "torchattacks-pgd", "apgd-ce", "pyautoattack-apgd-ce", "autoattack", "pyautoattack"}
-    assert all(r["seconds"] > 0 and 0 <= r["robust_acc"] <= 1 for r in rows)
+    assert methods == {"pgd", "torchattacks-pgd", "apgd-ce", "pyautoattack-apgd-ce", "autoattack", "pyautoattack",
+                       "autoattack-floor"}
+    attacks = [r for r in rows if r["method"] != "autoattack-floor"]
+    assert all(r["seconds"] > 0 and 0 <= r["robust_acc"] <= 1 for r in attacks)
+    floor = next(r for r in rows if r["method"] == "autoattack-floor")
+    assert floor["survivors"] == 0 and floor["seconds"] == 0  # every image misclassified: nothing to spend
     assert "speed-up" in out
+
+
+def test_autoattack_floor_counts_the_standard_budget_on_the_survivors():
+    speed = importlib.import_module("attack_speed")
+    # APGD-CE + APGD-T: (1 + T) x 101 gradients; FAB-T: T x 100 gradients and forward passes; Square 5,000
+    assert speed.standard_passes(10) == (10 * 101 + 9 * 100, 9 * 100 + 5000)
+    assert speed.standard_passes(3) == (3 * 101 + 2 * 100, 2 * 100 + 5000)
+    common = importlib.import_module("common")
+    torch.manual_seed(0)
+    net = common.TinyNet().eval()
+    x, y = torch.rand(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    survivors = torch.tensor([True, False, True, True, False, False])
+    floor = speed.autoattack_floor(net, x, y, survivors, 2, torch.device("cpu"))
+    gradients, forwards = speed.standard_passes(10)
+    assert floor["survivors"] == 3 and floor["gradients"] == 3 * gradients and floor["forwards"] == 3 * forwards
+    expected = floor["gradients"] / floor["gradient_rate"] + floor["forwards"] / floor["forward_rate"]
+    assert floor["seconds"] == pytest.approx(expected)
+    assert floor["forward_rate"] > 0 and floor["gradient_rate"] > 0
 
 
 def test_limit_runs(capsys):
