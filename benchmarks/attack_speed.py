@@ -220,9 +220,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 results.append({"eps": eps_units, "method": FLOOR, "label": label(FLOOR, steps), **floor,
                                 "images_per_s": n / max(floor["seconds"], 1e-12),
                                 "robust_acc": results[-1]["robust_acc"]})
+                gradients, forwards = standard_passes(predictor.num_classes)
                 console.print(f"  eps {eps_units:g}/255  {label(FLOOR, steps)}: {floor['seconds']:.3g} s "
-                              f"({floor['survivors']} survivors x {standard_passes(10)[0]:,} gradients and "
-                              f"{standard_passes(10)[1]:,} forward passes)")
+                              f"({floor['survivors']} survivors x {gradients:,} gradients and {forwards:,} forward "
+                              f"passes at {floor.get('gradient_rate', 0):,.0f} image-grads/s and "
+                              f"{floor.get('forward_rate', 0):,.0f} images/s forward)")
 
     by_key = {(r["eps"], r["method"]): r for r in results}
     rows = []
