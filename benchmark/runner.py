@@ -29,6 +29,7 @@ from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
 from benchmark.progress import console
 from benchmark.registry import create_model, plugin_source_hash
+from benchmark.render import interval_text
 from benchmark.store import METRIC_COLUMNS, RunStore, slug
 from benchmark.training import train
 from benchmark.validate import validate_plugin
@@ -249,7 +250,8 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
     finished: dict[str, dict[str, np.ndarray]] = {}
     evaluator.load = finished.get  # None for a failed condition
     clean_entropy = None
-    for condition in evaluator.plan():
+    plan = evaluator.plan()
+    for number, condition in enumerate(plan, start=1):
         stored = world.on_main(lambda condition=condition: _stored(store, condition.id))
         if stored is not None:
             console.print(f"[dim]{condition.id}: done earlier, reusing[/]")
@@ -262,10 +264,12 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
             except PluginOutputError as exc:
                 error, arrays = str(exc), None
             if error is None:
+                seconds = time.perf_counter() - start
                 rows.append({"condition": condition.name, "param": condition.param, "metric": "seconds",
-                             "value": time.perf_counter() - start})
+                             "value": seconds})
                 world.on_main(lambda condition=condition, rows=rows, arrays=arrays:
                               store.save_condition(condition.id, rows, arrays))
+                console.print(f"{condition.id}: {finished_text(rows, seconds)} ({number}/{len(plan)})")
             else:
                 world.on_main(lambda condition=condition, error=error: store.save_failure(condition.id, error))
         if error is not None:
@@ -275,6 +279,18 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
         finished[condition.id] = arrays
         if condition.name == "clean":
             clean_entropy = arrays["entropy"]
+
+
+def finished_text(rows: list[dict], seconds: float) -> str:
+    """One condition's headline as a run's log prints it once the condition is stored: its accuracy (or
+    certified accuracy) with the 95% interval, and the seconds it took. A board left running in the
+    background then shows in its log how far it got, where a terminal's progress bars would have gone."""
+    values = {row["metric"]: row["value"] for row in rows}
+    for name in ("accuracy", "certified_acc"):
+        if name in values:
+            text = interval_text(values[name], values.get(f"{name}_ci_low"), values.get(f"{name}_ci_high"))
+            return f"{name.replace('_', ' ')} {text}, {seconds:.1f} s"
+    return f"{seconds:.1f} s"
 
 
 def _stored(store: RunStore, condition_id: str) -> tuple[str | None, dict | None] | None:

@@ -1,5 +1,6 @@
 """End-to-end runs on a tiny slice of the built-in MNIST sample: schema, resume, caching, CLI errors."""
 
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 import benchmark.evaluation as evaluation
 from benchmark.cli import app
 from benchmark.leaderboard import EXTRA, SCHEMA
-from benchmark.runner import RunRequest, run
+from benchmark.runner import RunRequest, finished_text, run
 
 TINY = dict(dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu", profile="quick")
 
@@ -109,6 +110,13 @@ def test_interrupted_run_resumes_with_identical_results(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_second_run_reuses_the_checkpoint(tmp_path, capsys):
     run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    # the log says how far the run got: one line per condition as it is stored, headline and time
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    stored = sorted(p.stem for p in (run_dir / "conditions").glob("*.csv"))
+    err = " ".join(capsys.readouterr().err.split())  # rich may wrap a long line
+    assert re.search(r"pgd-0\.3: accuracy \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\], \d+\.\d s \(\d+/\d+\)", err)
+    assert sorted(re.findall(r"(\S+): (?:accuracy|certified acc|\d+\.\d s)", err)) == stored
+    assert f"({len(stored)}/{len(stored)})" in err
     checkpoints = list((tmp_path / "checkpoints").glob("*.safetensors"))
     assert len(checkpoints) == 1
     before = checkpoints[0].stat().st_mtime_ns
@@ -220,3 +228,11 @@ def test_a_cpu_row_names_the_processor_and_the_threads():
              if line.startswith("model name")] if info.exists() else []
     assert cpu_model() == (" ".join(names[0].split()) if names else (platform.processor() or platform.machine()))
     assert describe_device(torch.device("cpu")) == f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def test_a_finished_condition_reads_as_its_headline_and_time():
+    rows = [{"metric": "accuracy", "value": 0.5465}, {"metric": "accuracy_ci_low", "value": 0.52461},
+            {"metric": "accuracy_ci_high", "value": 0.56821}, {"metric": "attacked", "value": 1972}]
+    assert finished_text(rows, 51.21) == "accuracy 0.546 [0.525, 0.568], 51.2 s"
+    assert finished_text([{"metric": "certified_acc", "value": 0.5}], 3.04) == "certified acc 0.500, 3.0 s"
+    assert finished_text([{"metric": "zero_grad_share", "value": 0.0}], 5.62) == "5.6 s"
