@@ -102,9 +102,9 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
     if claim.evidence == "noise":
         verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
     elif claim.evidence == "certified":
-        verdict, why, points = _certified(claim, model, eps_curves)
+        verdict, why, points = _certified(claim, model, eps_curves, float(row.eps))
     else:
-        verdict, why, points = _attack(model, claim.reference, eps_curves)
+        verdict, why, points = _attack(model, claim.reference, eps_curves, float(row.eps))
     if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
         verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {flags}: its robust accuracy may be too high"
     return Verdict(claim, model, dataset, protocol, verdict, why, points)
@@ -132,7 +132,11 @@ def _strongest(eps_curves: pd.DataFrame, model: str, eps: float) -> str:
     return str(part.sort_values("accuracy").attack.iloc[0]) if not part.empty else "unknown"
 
 
-def _attack(model: str, reference: str, eps_curves: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+def _attack(model: str, reference: str, eps_curves: pd.DataFrame,
+            dataset_eps: float) -> tuple[str, str, pd.DataFrame]:
+    def text(eps: float) -> str:
+        return eps_text(eps, dataset_eps)
+
     mine, theirs = _curve(eps_curves, model, ROBUST), _curve(eps_curves, reference, ROBUST)
     cells, holds, weak_holds = [], [], []
     for eps in sorted(set(mine) & set(theirs)):
@@ -141,7 +145,7 @@ def _attack(model: str, reference: str, eps_curves: pd.DataFrame) -> tuple[str, 
             holds.append(eps)
         elif weak_mine and weak_theirs and weak_mine[1].above(weak_theirs[1]):
             weak_holds.append(eps)
-        cells.append([f"eps {eps_text(eps)}", mine[eps].text(), theirs[eps].text(),
+        cells.append([f"eps {text(eps)}", mine[eps].text(), theirs[eps].text(),
                       f"{weak_mine[0]}: {weak_mine[1].text()}" if weak_mine else "",
                       f"{weak_theirs[0]}: {weak_theirs[1].text()}" if weak_theirs else ""])
     points = pd.DataFrame(cells, columns=["at", f"{model}, worst case", f"{reference}, worst case",
@@ -149,9 +153,9 @@ def _attack(model: str, reference: str, eps_curves: pd.DataFrame) -> tuple[str, 
     if not cells:
         return "untested", f"no eps at which both {model} and {reference} were measured", points
     if holds:
-        return "holds", f"above {reference} at eps {', '.join(eps_text(e) for e in holds)}", points
+        return "holds", f"above {reference} at eps {', '.join(text(e) for e in holds)}", points
     if weak_holds:
-        broke = "; ".join(f"{_strongest(eps_curves, model, e)} at eps {eps_text(e)}" for e in weak_holds)
+        broke = "; ".join(f"{_strongest(eps_curves, model, e)} at eps {text(e)}" for e in weak_holds)
         return ("holds only against weak attacks",
                 f"above {reference} under FGSM and PGD-20 alone, not under the worst case; broken by {broke}", points)
     return "does not hold", f"never above {reference} at any eps of the sweep", points
@@ -174,17 +178,19 @@ def _noise(model: str, reference: str, noise_curves: pd.DataFrame, n: int) -> tu
     return "does not hold", f"never above {reference} at any sigma of the sweep", points
 
 
-def _certified(claim: Claim, model: str, eps_curves: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+def _certified(claim: Claim, model: str, eps_curves: pd.DataFrame,
+               dataset_eps: float) -> tuple[str, str, pd.DataFrame]:
     certified, attacked = _curve(eps_curves, model, CERTIFIED), _curve(eps_curves, claim.reference, ROBUST)
     at = next((e for e in certified if claim.eps is None or math.isclose(e, claim.eps, rel_tol=1e-6)), None)
     if at is None or at not in attacked:
         return ("untested", f"no certified accuracy of {model} at eps {claim.eps:g} beside {claim.reference}'s robust "
                 "accuracy (run at that eps, e.g. a sweep that contains it)", pd.DataFrame())
-    points = pd.DataFrame([[f"eps {eps_text(at)}", certified[at].text(), attacked[at].text()]],
+    points = pd.DataFrame([[f"eps {eps_text(at, dataset_eps)}", certified[at].text(), attacked[at].text()]],
                           columns=["at", f"{model}, certified (lower bound)",
                                    f"{claim.reference}, robust (upper bound)"])
     if certified[at].above(attacked[at]):
-        return "holds", f"provably more robust than {claim.reference}'s attacked accuracy at eps {eps_text(at)}", points
+        return ("holds", f"provably more robust than {claim.reference}'s attacked accuracy at eps "
+                f"{eps_text(at, dataset_eps)}", points)
     return "does not hold", f"certified accuracy not above {claim.reference}'s attacked accuracy", points
 
 

@@ -188,7 +188,8 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
     curve = robust_curves(eps_curves)
     curve = curve[curve.protocol.isin(part.protocol)]
     smaller = sorted({e for e in curve.eps if not (part.eps <= e * (1 + 1e-9)).all()})
-    columns = [*DISPLAY[:DISPLAY.index("robust_acc")], *(f"robust_acc@{eps_text(e)}" for e in smaller),
+    dataset_eps = float(part.eps.max())  # one protocol: one eps
+    columns = [*DISPLAY[:DISPLAY.index("robust_acc")], *(f"robust_acc@{eps_text(e, dataset_eps)}" for e in smaller),
                *DISPLAY[DISPLAY.index("robust_acc"):]]
     rows = []
     for _, row in part.iterrows():
@@ -197,7 +198,7 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
         mine = curve[curve.model == row.model]
         for e in smaller:
             at = mine[np.isclose(mine.eps, e)]
-            cells[f"robust_acc@{eps_text(e)}"] = ("" if at.empty else
+            cells[f"robust_acc@{eps_text(e, dataset_eps)}"] = ("" if at.empty else
                                                   interval_text(*at.iloc[0][list(EPS_METRICS)]))
         rows.append([cells[c] for c in columns])
     return pd.DataFrame(rows, columns=columns)

@@ -79,10 +79,14 @@ def interval_text(value: object, low: object, high: object, digits: int = 3) -> 
     return text if missing(low) or missing(high) else f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}]"
 
 
-def eps_text(eps: float) -> str:
-    """CIFAR-style budgets read as k/255; everything else as a plain number."""
-    k = eps * 255
-    return f"{round(k)}/255" if 0 < eps < 0.1 and abs(k - round(k)) < 1e-4 else f"{eps:g}"
+def eps_text(eps: float, dataset_eps: float | None = None) -> str:
+    """An eps in its dataset's units: in 255ths where the dataset's own eps (``dataset_eps``, default ``eps``
+    itself) is a whole number of 255ths below 0.1 (CIFAR-10's 8/255: a sweep reads 2.67/255, 5.33/255, 8/255
+    and the collapse check 64/255), else a plain number to three significant digits (MNIST's 0.1, 0.2, 0.3;
+    Fashion-MNIST's 0.0333, 0.0667, 0.1, whose 0.0667 happens to be 17/255 but is not read in 255ths)."""
+    scale = eps if dataset_eps is None else dataset_eps
+    in_255ths = 0 < scale < 0.1 and abs(scale * 255 - round(scale * 255)) < 1e-4
+    return f"{eps * 255:.3g}/255" if in_255ths else f"{eps:.3g}"
 
 
 # ---------------------------------------------------------------- Markdown

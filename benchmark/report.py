@@ -118,7 +118,7 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
 
     blocks.append(Heading(f"Attacks (L∞, dataset ε = {eps_text(eps)})"))
     if attacks:
-        blocks.append(Table(_eps_table(attacks)))
+        blocks.append(Table(_eps_table(attacks, eps)))
         settings = config.get("attack_settings") or {}
         failed = set(metrics[metrics["metric"] == "failed"]["condition"])
         not_run = [name for name in settings if name not in attacks and name not in failed]
@@ -157,7 +157,7 @@ def _certification(certify: pd.DataFrame, eps: float) -> list[Block]:
     if certify.empty:
         return []
     table = pd.DataFrame({
-        "ε": [eps_text(e) + (" (dataset ε)" if np.isclose(e, eps) else "") for e in certify.index],
+        "ε": [eps_text(e, eps) + (" (dataset ε)" if np.isclose(e, eps) else "") for e in certify.index],
         "certified accuracy (95% interval)": [
             _with_interval(row.rename({"certified_acc": "accuracy", "certified_acc_ci_low": "accuracy_ci_low",
                                        "certified_acc_ci_high": "accuracy_ci_high"})) for _, row in certify.iterrows()],
@@ -225,14 +225,14 @@ def _backward_passes(config: dict, metrics: pd.DataFrame) -> list[Block]:
         return []
     frames = {name: _condition(metrics, name) for name in label}
     sweep = sorted({float(e) for name, frame in frames.items() if name != MAIN for e in frame.index})
-    verdicts = []
+    verdicts, dataset_eps = [], float(config["eps"])
     for eps in sweep:
         accuracy = {name: (row.get("accuracy") if (row := _at(frame, eps)) is not None else None)
                     for name, frame in frames.items()}
         accuracy = {name: float("nan") if missing(value) else float(value) for name, value in accuracy.items()}
         winner = diagnostics.strongest_backward(accuracy)
-        verdicts.append(f"ε = {eps_text(eps)}: " + ("none finished" if winner is None else
-                                                    f"{winner} ({num(accuracy[winner])}; own {num(accuracy[MAIN])})"))
+        found = "none finished" if winner is None else f"{winner} ({num(accuracy[winner])}; own {num(accuracy[MAIN])})"
+        verdicts.append(f"ε = {eps_text(eps, dataset_eps)}: {found}")
     listed = ", ".join(f"{name} ({backward})" for name, backward in label.items())
     return [Paragraph(f"Backward passes. The forward is not differentiable, so PGD with one budget followed each of "
                       f"these derivatives: {listed}. Strongest (lowest accuracy; the plugin's own on a tie): "
@@ -288,10 +288,10 @@ def _noise_table(noise: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _eps_table(attacks: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _eps_table(attacks: dict[str, pd.DataFrame], dataset_eps: float) -> pd.DataFrame:
     """One row per epsilon, one column per attack (mean [95% interval]), plus the robust worst case."""
     epsilons = sorted({e for frame in attacks.values() for e in frame.index})
-    table = pd.DataFrame({"ε": [eps_text(e) for e in epsilons]})
+    table = pd.DataFrame({"ε": [eps_text(e, dataset_eps) for e in epsilons]})
     for name, frame in attacks.items():
         table[name] = [_with_interval(_at(frame, e)) for e in epsilons]
     if "robust" in attacks:
