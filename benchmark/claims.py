@@ -41,6 +41,7 @@ class Claim:
     evidence: str
     reference: str = "baseline"
     eps: float | None = None  # the eps the claim was made at; None: every eps of the sweep
+    datasets: tuple[str, ...] = ()  # the datasets the claim was made on; empty: any
 
 
 _BAYES = "not a claim of the method's paper: the common belief that a Bayesian or ensemble predictive resists attacks"
@@ -54,7 +55,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("Noise-injected spiking net", ("snn-noise",), "arXiv 2302.10802",
           "better adversarial robustness than the same spiking net trained conventionally", "attack", reference="snn"),
     Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al. 2021", "certified robustness on MNIST at eps = 0.1",
-          "certified", eps=0.1),
+          "certified", eps=0.1, datasets=("mnist",)),
     Claim("MC dropout", ("mc-dropout",), _BAYES, "more robust under attack than a point estimate", "attack"),
     Claim("Deep ensemble", ("ensemble",), _BAYES, "more robust under attack than one network", "attack"),
     Claim("SWAG", ("swag",), _BAYES, "more robust under attack than a point estimate", "attack"),
@@ -208,6 +209,8 @@ def verdicts(board_dir: Path) -> list[Verdict]:
         noise_curves = pd.read_csv(table_path.with_name(f"{table_path.stem}-noise.csv"))
         dataset = str(frame.dataset.iloc[0])
         for claim in CLAIMS:
+            if claim.datasets and dataset not in claim.datasets:
+                continue
             for model in claim.models:
                 for protocol, rows in protocols(frame):
                     if {model, claim.reference} <= set(rows.model):

@@ -10,14 +10,14 @@ from benchmark.errors import BenchmarkError
 EPS = (0.1, 0.2, 0.3)
 
 
-def _board(tmp_path, models: dict[str, dict], n: int = 500):
-    """Leaderboard CSVs for ``models``: name -> {attack: accuracies at EPS}, plus 'noise' (accuracy per sigma),
-    'certified' and 'flags'."""
+def _board(tmp_path, models: dict[str, dict], n: int = 500, dataset: str = "mnist"):
+    """Leaderboard CSVs of ``dataset`` for ``models``: name -> {attack: accuracies at EPS}, plus 'noise' (accuracy
+    per sigma), 'certified' and 'flags'."""
     board = tmp_path / "leaderboards"
     board.mkdir()
     rows, eps_rows, noise_rows = [], [], []
     for model, spec in models.items():
-        rows.append({"model": model, "dataset": "mnist", "protocol": "quick", "n_examples": n, "eps": 0.3,
+        rows.append({"model": model, "dataset": dataset, "protocol": "quick", "n_examples": n, "eps": 0.3,
                      "flags": spec.get("flags", ""), "robust_acc": spec["robust"][-1]})
         for attack, accs in spec.items():
             if attack in ("noise", "flags"):
@@ -28,9 +28,9 @@ def _board(tmp_path, models: dict[str, dict], n: int = 500):
         for sigma, acc in zip((0.0, 0.1, 0.3, 0.5), spec.get("noise", (0.99, 0.98, 0.9, 0.6)), strict=True):
             noise_rows.append({"model": model, "protocol": "quick", "sigma": sigma, "accuracy": acc, "ece": 0.02,
                                "auroc": 0.6})
-    pd.DataFrame(rows).to_csv(board / "mnist.csv", index=False)
-    pd.DataFrame(eps_rows).to_csv(board / "mnist-eps.csv", index=False)
-    pd.DataFrame(noise_rows).to_csv(board / "mnist-noise.csv", index=False)
+    pd.DataFrame(rows).to_csv(board / f"{dataset}.csv", index=False)
+    pd.DataFrame(eps_rows).to_csv(board / f"{dataset}-eps.csv", index=False)
+    pd.DataFrame(noise_rows).to_csv(board / f"{dataset}-noise.csv", index=False)
     return board
 
 
@@ -75,6 +75,16 @@ def test_a_certified_claim_needs_the_certified_lower_bound_above_the_references_
     board = _board(tmp_path, {"baseline": {"robust": (0.5, 0.05, 0.0)},
                               "ibp-bnn": {"robust": (0.8, 0.2, 0.0), "certified": (0.52, 0.1, 0.0)}})
     assert _verdict(verdicts(board), "ibp-bnn", "certified").verdict == "does not hold"  # intervals overlap
+
+
+def test_a_claim_made_on_one_dataset_is_checked_only_there(tmp_path):
+    models = {"baseline": {"robust": (0.5, 0.05, 0.0)},
+              "ibp-bnn": {"robust": (0.8, 0.2, 0.0), "certified": (0.7, 0.1, 0.0)}}
+    fashion, mnist = tmp_path / "fashion", tmp_path / "mnist"
+    fashion.mkdir(), mnist.mkdir()
+    # Wicker et al. certify MNIST: the same numbers on Fashion-MNIST test no claim of theirs
+    assert not [v for v in verdicts(_board(fashion, models, dataset="fashion-mnist")) if v.model == "ibp-bnn"]
+    assert _verdict(verdicts(_board(mnist, models)), "ibp-bnn", "certified").verdict == "holds"
 
 
 def test_the_page_is_written_from_the_csvs_and_refuses_an_empty_board(tmp_path):
