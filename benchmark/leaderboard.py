@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
+from benchmark.data.builtin import BUILTIN_DATASETS
 from benchmark.errors import BenchmarkError
 from benchmark.render import eps_text, html_table, interval_text, markdown_table, markdown_text
 from benchmark.report import write_report
@@ -120,8 +121,11 @@ def protocols(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def datasets_with_runs(out: Path) -> list[str]:
-    """The datasets with at least one finished run under ``out``."""
-    return sorted({read_json(r.root / "summary.json")["dataset"] for r in list_runs(out)})
+    """The datasets with at least one finished run under ``out``: the built-in ones first, in their own order
+    (MNIST, the main board, at the top of the index page), then the others by name."""
+    found = {read_json(r.root / "summary.json")["dataset"] for r in list_runs(out)}
+    return sorted(found, key=lambda name: (BUILTIN_DATASETS.index(name) if name in BUILTIN_DATASETS
+                                           else len(BUILTIN_DATASETS), name))
 
 
 def publish(out: Path, dataset: str, model: str | None = None) -> None:

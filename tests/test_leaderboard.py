@@ -5,7 +5,7 @@ import pandas as pd
 from fakes import make_finished_run
 
 from benchmark.attacks.plan import attack_plan
-from benchmark.leaderboard import protocols, publish, table
+from benchmark.leaderboard import datasets_with_runs, protocols, publish, table
 from benchmark.profiles import get_profile
 
 
@@ -85,3 +85,15 @@ def test_the_baseline_is_black_and_dashed_and_every_other_model_looks_different(
     assert (styles["baseline"]["color"], styles["baseline"]["linestyle"]) == ("black", "--")
     looks = {(tuple(s["color"]), s["marker"], s["linestyle"]) for m, s in styles.items() if m != "baseline"}
     assert len(looks) == 15
+
+
+
+def test_the_built_in_datasets_come_first_in_their_own_order(tmp_path):
+    """MNIST, the main board, heads the index page; datasets of the user's own follow by name."""
+    for dataset in ("zebra-digits", "fashion-mnist", "cifar10-jpeg", "mnist", "cifar10"):
+        make_finished_run(tmp_path, "baseline", dataset=dataset)
+    assert datasets_with_runs(tmp_path) == ["mnist", "fashion-mnist", "cifar10", "cifar10-jpeg", "zebra-digits"]
+    publish(tmp_path, "mnist")
+    page = (tmp_path / "leaderboards" / "index.html").read_text()
+    headings = [page.index(f"<h2>{name} ") for name in ("mnist", "fashion-mnist", "cifar10", "cifar10-jpeg")]
+    assert headings == sorted(headings)
