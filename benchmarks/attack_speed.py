@@ -140,9 +140,9 @@ def autoattack_floor(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     count = len(ys)
     if count == 0:
         return {"seconds": 0.0, "survivors": 0, "gradients": 0, "forwards": 0}
+    iters = max(2, -(-4 * batch_size // count))  # at least four batches' worth of images, and two passes
     rates = {}
     for backward in (True, False):
-        iters = max(2, -(-4 * batch_size // count))  # at least four batches' worth of images, and two passes
         bare_passes(network, xs, ys, 1, batch_size, HARNESS, device, backward)  # warm-up
         seconds, images = bare_passes(network, xs, ys, iters, batch_size, HARNESS, device, backward)
         rates[backward] = images / seconds
