@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import datasets_with_runs, table
+from benchmark.leaderboard import datasets_on_board, table
 from benchmark.registry import create_model
 from benchmark.render import eps_text
 from benchmark.store import atomic_write_text, slug
@@ -80,7 +80,7 @@ def card(row: pd.Series) -> dict:
 def export_cards(out: Path, to: Path, dataset: str | None = None) -> list[Path]:
     """Write a card per model and dataset under ``to/model_info/<dataset>/Linf/``, from each model's row of the
     first protocol in the leaderboard's order (standard, reference, quick, then the others)."""
-    names = [dataset] if dataset else datasets_with_runs(out)
+    names = [dataset] if dataset else datasets_on_board(out)
     written = []
     for name in names:
         frame = table(out, name)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import CERTIFIED, protocols
+from benchmark.leaderboard import CERTIFIED, board_tables, protocols, published
 from benchmark.metrics import mean_interval
 from benchmark.render import eps_text, interval_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
@@ -199,15 +199,8 @@ def verdicts(board_dir: Path) -> list[Verdict]:
     """Every claim checked on every dataset of ``board_dir`` (a leaderboards/ folder), in the first protocol
     whose table holds both the plugin and its reference."""
     found = []
-    for table_path in sorted(Path(board_dir).glob("*.csv")):
-        if table_path.stem.endswith(("-eps", "-noise")):
-            continue
-        frame = pd.read_csv(table_path)
-        if frame.empty:
-            continue
-        eps_curves = pd.read_csv(table_path.with_name(f"{table_path.stem}-eps.csv"))
-        noise_curves = pd.read_csv(table_path.with_name(f"{table_path.stem}-noise.csv"))
-        dataset = str(frame.dataset.iloc[0])
+    for dataset in board_tables(board_dir):
+        frame, eps_curves, noise_curves = published(board_dir, dataset)
         for claim in CLAIMS:
             if claim.datasets and dataset not in claim.datasets:
                 continue

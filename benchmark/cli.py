@@ -159,13 +159,15 @@ def list_cmd(
 @app.command()
 def leaderboard(
     dataset: str | None = typer.Option(None, "--dataset", "-d",
-                                       help="Rebuild one dataset [default: every dataset with runs]."),
+                                       help="Rebuild one dataset [default: every dataset with runs or a "
+                                            "published table]."),
     out: Path = OutOption,
 ) -> None:
-    """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs."""
-    from benchmark.leaderboard import datasets_with_runs, publish
+    """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs and the rows published there
+    before (a stored run replaces the published row of its model and protocol)."""
+    from benchmark.leaderboard import datasets_on_board, publish
 
-    names = [dataset] if dataset else datasets_with_runs(out)
+    names = [dataset] if dataset else datasets_on_board(out)
     if not names:
         raise BenchmarkError(f"no finished runs under {Path(out) / 'runs'}; "
                              f"start one with `benchmark run --model NAME`")
@@ -178,7 +180,7 @@ def leaderboard(
 @app.command()
 def export(
     format: str = typer.Option("robustbench", "--format", help="The card format; robustbench is the one there is."),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="One dataset [default: every dataset with runs]."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="One dataset [default: all on the board]."),
     out: Path = OutOption,
     to: Path | None = typer.Option(None, "--to", help="Where model_info/ is written [default: OUT/leaderboards]."),
 ) -> None:
@@ -222,6 +224,9 @@ def report(
     if rows.empty:
         raise BenchmarkError(f"no finished run of {model!r} on {dataset!r} under {Path(out) / 'runs'}")
     row = rows.sort_values("date").iloc[-1]
+    if not (Path(out) / "runs" / row.run_id).is_dir():
+        raise BenchmarkError(f"the {row.protocol} row of {model!r} is published without its run "
+                             f"({row.run_id}); its report is {report_dir(out, dataset, row.protocol, model)}")
     path = write_report(Path(out) / "runs" / row.run_id, report_dir(out, dataset, row.protocol, model))
     out_console().print(f"wrote {path} and {path.with_suffix('.html')}")
 

@@ -1,7 +1,10 @@
 """Leaderboards rebuilt from the run store: ``leaderboards/<dataset>.csv``, ``.md`` and ``index.html``.
 
-A leaderboard is never edited in place: it is recomputed from every run's ``summary.json`` and written
-atomically under a lock, so concurrent runs and interrupted writes can never leave a half-written table.
+A leaderboard is never edited in place: it is recomputed from every run's ``summary.json``, and from the rows
+already published under ``leaderboards/`` whose runs are not in the store, and written atomically under a lock,
+so concurrent runs and interrupted writes can never leave a half-written table. Published rows are kept because
+the run store is local (a clone of the repository holds the boards, not the runs behind them): a new run joins
+the published board instead of replacing it, and replaces a published row only for the same model and protocol.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
-from benchmark.data.builtin import BUILTIN_DATASETS
+from benchmark.data.builtin import BUILTIN_DATASETS, BUILTINS
 from benchmark.errors import BenchmarkError
 from benchmark.render import eps_text, html_table, interval_text, markdown_table, markdown_text
 from benchmark.report import write_report
@@ -41,11 +44,41 @@ def report_dir(out: Path, dataset: str, protocol: str, model: str) -> Path:
     return Path(out) / "leaderboards" / "reports" / _report_link(dataset, protocol, model)
 
 
+def board_tables(board_dir: Path) -> dict[str, Path]:
+    """The published tables under ``board_dir`` (a leaderboards/ folder), by the dataset their rows name."""
+    found = {}
+    for path in sorted(Path(board_dir).glob("*.csv")):
+        if path.stem.endswith(("-eps", "-noise")):
+            continue
+        try:
+            rows = pd.read_csv(path, usecols=["dataset"], nrows=1)
+        except (ValueError, pd.errors.EmptyDataError):  # not a leaderboard (no dataset column, or empty)
+            continue
+        if not rows.empty:
+            found[str(rows.dataset.iloc[0])] = path
+    return found
+
+
+def published(board_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rows, eps curves and noise curves of ``dataset`` as its published CSVs hold them (empty if none)."""
+    path = board_tables(board_dir).get(dataset)
+    if path is None:
+        return (pd.DataFrame(columns=NAMES), pd.DataFrame(columns=EPS_COLUMNS),
+                pd.DataFrame(columns=NOISE_COLUMNS))
+    frames = [pd.read_csv(p).map(_unescaped) for p in (path, path.with_name(f"{path.stem}-eps.csv"),
+                                                         path.with_name(f"{path.stem}-noise.csv"))]
+    return frames[0].reindex(columns=NAMES), frames[1], frames[2]
+
+
 def table(out: Path, dataset: str) -> pd.DataFrame:
-    """The leaderboard of one dataset: the latest run per (model, protocol), grouped by protocol (the named
-    profiles first), best robust accuracy first within a protocol."""
+    """The leaderboard of one dataset: the latest row per (model, protocol), from the stored runs and the
+    published rows whose runs are not stored, grouped by protocol (the named profiles first), best robust
+    accuracy first within a protocol."""
     rows = [read_json(r.root / "summary.json") for r in list_runs(out)]
-    frame = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=NAMES)
+    stored = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=NAMES)
+    kept = published(Path(out) / "leaderboards", dataset)[0]
+    kept = kept[~kept.run_id.isin(stored.run_id)]
+    frame = pd.concat([part for part in (kept, stored) if not part.empty]) if len(kept) + len(stored) else stored
     if frame.empty:
         return frame
     frame["protocol"] = frame.protocol.fillna(frame.profile)  # runs made before rows named their protocol
@@ -74,9 +107,13 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     eps, and its accuracy, ECE and entropy AUROC at each noise sigma, read from the
     row's run (long tables)."""
     eps_rows, noise_rows = [], []
+    _, eps_published, noise_published = (published(Path(out) / "leaderboards", str(frame.dataset.iloc[0]))
+                                         if not frame.empty else (None, None, None))
     for row in frame.itertuples():
         path = Path(out) / "runs" / str(row.run_id) / "metrics.csv"
-        if not path.exists():
+        if not path.exists():  # a published row: its curves as published
+            for rows, found in ((eps_rows, eps_published), (noise_rows, noise_published)):
+                rows += found[(found.model == row.model) & (found.protocol == row.protocol)].to_dict("records")
             continue
         metrics = pd.read_csv(path)
         certify = metrics.condition == "certify"  # the certified lower bound, read as one more curve
@@ -94,8 +131,8 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for sigma, values in noise.iterrows():
             noise_rows.append({"model": row.model, "protocol": row.protocol, "sigma": float(sigma),
                                **{m: values.get(m) for m in NOISE_METRICS}})
-    eps_frame = pd.DataFrame(eps_rows, columns=["model", "protocol", "attack", "eps", *EPS_METRICS])
-    noise_frame = pd.DataFrame(noise_rows, columns=["model", "protocol", "sigma", *NOISE_METRICS])
+    eps_frame = pd.DataFrame(eps_rows, columns=EPS_COLUMNS)
+    noise_frame = pd.DataFrame(noise_rows, columns=NOISE_COLUMNS)
     # a metric a failed condition left out is NaN, not None: every consumer reads these columns as numbers
     return (eps_frame.astype({m: float for m in EPS_METRICS}), noise_frame.astype({m: float for m in NOISE_METRICS}))
 
@@ -110,6 +147,8 @@ def robust_curves(eps_curves: pd.DataFrame) -> pd.DataFrame:
 
 EPS_METRICS = ("accuracy", "accuracy_ci_low", "accuracy_ci_high")
 NOISE_METRICS = ("accuracy", "ece", "auroc")
+EPS_COLUMNS = ["model", "protocol", "attack", "eps", *EPS_METRICS]
+NOISE_COLUMNS = ["model", "protocol", "sigma", *NOISE_METRICS]
 FIGURES = (("eps", "Robust accuracy against eps, every model"),
            ("noise", "Accuracy and ECE against Gaussian noise sigma, every model"),
            ("tradeoff", "Clean accuracy against robustness, every model"))
@@ -120,10 +159,11 @@ def protocols(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(name, frame[frame.protocol == name]) for name in dict.fromkeys(frame.protocol)]
 
 
-def datasets_with_runs(out: Path) -> list[str]:
-    """The datasets with at least one finished run under ``out``: the built-in ones first, in their own order
-    (MNIST, the main board, at the top of the index page), then the others by name."""
+def datasets_on_board(out: Path) -> list[str]:
+    """The datasets with at least one finished run or published table under ``out``: the built-in ones first,
+    in their own order (MNIST, the main board, at the top of the index page), then the others by name."""
     found = {read_json(r.root / "summary.json")["dataset"] for r in list_runs(out)}
+    found |= set(board_tables(Path(out) / "leaderboards"))
     return sorted(found, key=lambda name: (BUILTIN_DATASETS.index(name) if name in BUILTIN_DATASETS
                                            else len(BUILTIN_DATASETS), name))
 
@@ -136,9 +176,10 @@ def publish(out: Path, dataset: str, model: str | None = None) -> None:
         with _locked(board_dir):
             frame = table(out, dataset)
             if frame.empty:
-                raise BenchmarkError(f"no finished runs for dataset {dataset!r} under {out / 'runs'}")
+                raise BenchmarkError(f"no finished runs or published rows for dataset {dataset!r} under {out}")
             for _, row in frame[frame.model == model].iterrows() if model else frame.iterrows():
-                write_report(out / "runs" / row.run_id, report_dir(out, dataset, row.protocol, row.model))
+                if (out / "runs" / row.run_id).is_dir():  # a published row keeps its published report
+                    write_report(out / "runs" / row.run_id, report_dir(out, dataset, row.protocol, row.model))
             eps_curves, noise_curves = curves(out, frame)
             _write_figures(board_dir, dataset, frame, eps_curves, noise_curves)
             for name, part in (("", frame), ("-eps", eps_curves), ("-noise", noise_curves)):
@@ -167,6 +208,13 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda column: column.map(escape) if text(column) else column)
 
 
+def _unescaped(value):
+    """A cell as it was before :func:`spreadsheet_safe` escaped it."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
+    return value
+
+
 def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
@@ -176,11 +224,14 @@ def _fmt(value) -> str:
 
 
 def dataset_notes(out: Path, frame: pd.DataFrame) -> list[str]:
-    """What the dataset is, as its manifest describes it, recorded by the runs in ``frame`` (each text once)."""
+    """What the dataset is, as its manifest describes it, recorded by the runs in ``frame`` (each text once); a
+    published row without its run reads a built-in dataset's own description."""
     notes: list[str] = []
-    for run_id in frame.run_id:
+    for run_id, dataset in zip(frame.run_id, frame.dataset, strict=True):
         config = Path(out) / "runs" / str(run_id) / "config.json"
-        text = read_json(config).get("dataset_description") if config.exists() else None
+        builtin = BUILTINS.get(str(dataset))
+        text = (read_json(config).get("dataset_description") if config.exists()
+                else builtin.description if builtin else None)
         if text and text not in notes:
             notes.append(str(text))
     return notes
@@ -277,7 +328,7 @@ def _report_link(dataset: str, protocol: str, model: str) -> str:
 
 def _index_html(out: Path) -> str:
     sections = []
-    for dataset in datasets_with_runs(out):
+    for dataset in datasets_on_board(out):
         frame = table(out, dataset)
         eps_curves = curves(out, frame)[0]
         notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in dataset_notes(out, frame))

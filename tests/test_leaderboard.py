@@ -1,11 +1,13 @@
 """A leaderboard row's identity is its whole protocol: runs with overrides never replace or mix with the
 profile's own rows (docs/architecture.md, "Leaderboard schema")."""
 
+import shutil
+
 import pandas as pd
 from fakes import make_finished_run
 
 from benchmark.attacks.plan import attack_plan
-from benchmark.leaderboard import datasets_with_runs, protocols, publish, table
+from benchmark.leaderboard import datasets_on_board, protocols, publish, table
 from benchmark.profiles import get_profile
 
 
@@ -92,8 +94,36 @@ def test_the_built_in_datasets_come_first_in_their_own_order(tmp_path):
     """MNIST, the main board, heads the index page; datasets of the user's own follow by name."""
     for dataset in ("zebra-digits", "fashion-mnist", "cifar10-jpeg", "mnist", "cifar10"):
         make_finished_run(tmp_path, "baseline", dataset=dataset)
-    assert datasets_with_runs(tmp_path) == ["mnist", "fashion-mnist", "cifar10", "cifar10-jpeg", "zebra-digits"]
+    assert datasets_on_board(tmp_path) == ["mnist", "fashion-mnist", "cifar10", "cifar10-jpeg", "zebra-digits"]
     publish(tmp_path, "mnist")
     page = (tmp_path / "leaderboards" / "index.html").read_text()
     headings = [page.index(f"<h2>{name} ") for name in ("mnist", "fashion-mnist", "cifar10", "cifar10-jpeg")]
     assert headings == sorted(headings)
+
+
+def test_a_new_run_joins_the_published_board_instead_of_replacing_it(tmp_path):
+    """A clone holds leaderboards/ but not the runs behind it: a run made there used to rebuild the board from
+    its own row alone, deleting every published one."""
+    make_finished_run(tmp_path, "baseline", robust=0.2)
+    make_finished_run(tmp_path, "model-a", robust=0.3, flags="=1+1")  # a cell a spreadsheet would run
+    publish(tmp_path, "mnist")
+    board = tmp_path / "leaderboards"
+    report = board / "reports" / "mnist" / "quick" / "baseline" / "report.md"
+    published_report = report.read_text()
+    published_curves = pd.read_csv(board / "mnist-eps.csv")
+    shutil.rmtree(tmp_path / "runs")  # the board without its runs, as a clone has it
+    assert datasets_on_board(tmp_path) == ["mnist"]
+    make_finished_run(tmp_path, "model-b", robust=0.4)
+    publish(tmp_path, "mnist")
+    rows = pd.read_csv(board / "mnist.csv")
+    assert dict(zip(rows.model, rows.robust_acc, strict=True)) == {"baseline": 0.2, "model-a": 0.3, "model-b": 0.4}
+    assert rows.set_index("model")["flags"]["model-a"] == "'=1+1"  # escaped once, not once per rebuild
+    assert table(tmp_path, "mnist").set_index("model")["flags"]["model-a"] == "=1+1"
+    eps = pd.read_csv(board / "mnist-eps.csv")
+    pd.testing.assert_frame_equal(eps[eps.model != "model-b"].reset_index(drop=True), published_curves)
+    assert set(pd.read_csv(board / "mnist-noise.csv").model) == {"baseline", "model-a", "model-b"}
+    assert report.read_text() == published_report  # no run to render it from: the published report stays
+    make_finished_run(tmp_path, "model-a", robust=0.9)  # the same model and protocol, run here
+    publish(tmp_path, "mnist")
+    rows = pd.read_csv(board / "mnist.csv")
+    assert dict(zip(rows.model, rows.robust_acc, strict=True)) == {"baseline": 0.2, "model-a": 0.9, "model-b": 0.4}
