@@ -98,7 +98,7 @@ SORT_KEY = ("robust_auc", "robust_acc", "clean_acc")
 def flagged(frame: pd.DataFrame) -> pd.Series:
     """Rows whose run raised a gradient-masking flag (or a failed condition): their robust accuracy may be too
     high, so they are ranked apart from the rest."""
-    return frame["flags"].fillna("").astype(str).str.len() > 0
+    return frame["flags"].astype(object).fillna("").astype(str).str.len() > 0  # all-empty: read back as NaN floats
 
 
 def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
