@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import CERTIFIED, board_tables, protocols, published
+from benchmark.leaderboard import CERTIFIED, board_tables, protocols, read_board
 from benchmark.metrics import mean_interval
 from benchmark.render import eps_text, interval_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
@@ -199,8 +199,8 @@ def verdicts(board_dir: Path) -> list[Verdict]:
     """Every claim checked on every dataset of ``board_dir`` (a leaderboards/ folder), in the first protocol
     whose table holds both the plugin and its reference."""
     found = []
-    for dataset in board_tables(board_dir):
-        frame, eps_curves, noise_curves = published(board_dir, dataset)
+    for dataset, path in board_tables(board_dir).items():
+        frame, eps_curves, noise_curves = read_board(path)
         for claim in CLAIMS:
             if claim.datasets and dataset not in claim.datasets:
                 continue

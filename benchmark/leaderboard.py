@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
-from benchmark.data.builtin import BUILTIN_DATASETS, BUILTINS
+from benchmark.data.builtin import BUILTIN_DATASETS
 from benchmark.errors import BenchmarkError
 from benchmark.render import eps_text, html_table, interval_text, markdown_table, markdown_text
 from benchmark.report import write_report
-from benchmark.store import atomic_write_text, list_runs, read_json, slug
+from benchmark.store import atomic_write_text, list_runs, read_json, slug, write_json
 
 # the named profiles' own protocols first, then any with overrides
 PROFILE_ORDER = {"standard": 0, "reference": 1, "quick": 2}
@@ -65,6 +65,11 @@ def published(board_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame
     if path is None:
         return (pd.DataFrame(columns=NAMES), pd.DataFrame(columns=EPS_COLUMNS),
                 pd.DataFrame(columns=NOISE_COLUMNS))
+    return read_board(path)
+
+
+def read_board(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A published table (``<dataset>.csv``) with its eps and noise curves, as :func:`publish` wrote them."""
     frames = [pd.read_csv(p).map(_unescaped) for p in (path, path.with_name(f"{path.stem}-eps.csv"),
                                                          path.with_name(f"{path.stem}-noise.csv"))]
     return frames[0].reindex(columns=NAMES), frames[1], frames[2]
@@ -78,7 +83,8 @@ def table(out: Path, dataset: str) -> pd.DataFrame:
     stored = pd.DataFrame([r for r in rows if r.get("dataset") == dataset], columns=NAMES)
     kept = published(Path(out) / "leaderboards", dataset)[0]
     kept = kept[~kept.run_id.isin(stored.run_id)]
-    frame = pd.concat([part for part in (kept, stored) if not part.empty]) if len(kept) + len(stored) else stored
+    parts = [part for part in (kept, stored) if not part.empty]  # concat warns about empty frames
+    frame = pd.concat(parts) if parts else stored
     if frame.empty:
         return frame
     frame["protocol"] = frame.protocol.fillna(frame.profile)  # runs made before rows named their protocol
@@ -184,8 +190,9 @@ def publish(out: Path, dataset: str, model: str | None = None) -> None:
             _write_figures(board_dir, dataset, frame, eps_curves, noise_curves)
             for name, part in (("", frame), ("-eps", eps_curves), ("-noise", noise_curves)):
                 atomic_write_text(board_dir / f"{slug(dataset)}{name}.csv", spreadsheet_safe(part).to_csv(index=False))
-            atomic_write_text(board_dir / f"{slug(dataset)}.md",
-                              _markdown(frame, eps_curves, dataset, dataset_notes(out, frame)))
+            notes = dataset_notes(out, frame)
+            write_json(notes_path(board_dir, dataset), notes)
+            atomic_write_text(board_dir / f"{slug(dataset)}.md", _markdown(frame, eps_curves, dataset, notes))
             atomic_write_text(board_dir / "index.html", _index_html(out))
     except OSError as exc:
         raise BenchmarkError(f"cannot write leaderboards under {board_dir}: {exc.strerror or exc}; the run "
@@ -225,16 +232,22 @@ def _fmt(value) -> str:
 
 def dataset_notes(out: Path, frame: pd.DataFrame) -> list[str]:
     """What the dataset is, as its manifest describes it, recorded by the runs in ``frame`` (each text once); a
-    published row without its run reads a built-in dataset's own description."""
+    published row without its run reads the notes published with its table (``<dataset>-notes.json``)."""
     notes: list[str] = []
     for run_id, dataset in zip(frame.run_id, frame.dataset, strict=True):
         config = Path(out) / "runs" / str(run_id) / "config.json"
-        builtin = BUILTINS.get(str(dataset))
-        text = (read_json(config).get("dataset_description") if config.exists()
-                else builtin.description if builtin else None)
-        if text and text not in notes:
-            notes.append(str(text))
+        if config.exists():
+            texts = [read_json(config).get("dataset_description")]
+        else:
+            path = notes_path(Path(out) / "leaderboards", str(dataset))
+            texts = read_json(path) if path.exists() else []
+        notes += [str(text) for text in dict.fromkeys(texts) if text and str(text) not in notes]
     return notes
+
+
+def notes_path(board_dir: Path, dataset: str) -> Path:
+    """Where a dataset's notes are published beside its table, so that a rebuild without the runs keeps them."""
+    return Path(board_dir) / f"{slug(dataset)}-notes.json"
 
 
 def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:

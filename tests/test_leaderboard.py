@@ -1,6 +1,7 @@
 """A leaderboard row's identity is its whole protocol: runs with overrides never replace or mix with the
 profile's own rows (docs/architecture.md, "Leaderboard schema")."""
 
+import json
 import shutil
 
 import pandas as pd
@@ -104,7 +105,9 @@ def test_the_built_in_datasets_come_first_in_their_own_order(tmp_path):
 def test_a_new_run_joins_the_published_board_instead_of_replacing_it(tmp_path):
     """A clone holds leaderboards/ but not the runs behind it: a run made there used to rebuild the board from
     its own row alone, deleting every published one."""
-    make_finished_run(tmp_path, "baseline", robust=0.2)
+    described = make_finished_run(tmp_path, "baseline", robust=0.2)
+    config = json.loads((described / "config.json").read_text())
+    (described / "config.json").write_text(json.dumps({**config, "dataset_description": "lossy copy"}))
     make_finished_run(tmp_path, "model-a", robust=0.3, flags="=1+1")  # a cell a spreadsheet would run
     publish(tmp_path, "mnist")
     board = tmp_path / "leaderboards"
@@ -123,6 +126,7 @@ def test_a_new_run_joins_the_published_board_instead_of_replacing_it(tmp_path):
     pd.testing.assert_frame_equal(eps[eps.model != "model-b"].reset_index(drop=True), published_curves)
     assert set(pd.read_csv(board / "mnist-noise.csv").model) == {"baseline", "model-a", "model-b"}
     assert report.read_text() == published_report  # no run to render it from: the published report stays
+    assert "> lossy copy" in (board / "mnist.md").read_text()  # the dataset's note, published with the table
     make_finished_run(tmp_path, "model-a", robust=0.9)  # the same model and protocol, run here
     publish(tmp_path, "mnist")
     rows = pd.read_csv(board / "mnist.csv")
