@@ -84,8 +84,7 @@ def run(
     table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
     for column in AFTER_RUN:
         table.add_column(column.name)
-    table.add_row(*(f"{row[c.name]:.4f}" if isinstance(row[c.name], float) and c.score else str(row[c.name])
-                    for c in AFTER_RUN))
+    table.add_row(*(c.text(row[c.name]) for c in AFTER_RUN))
     stdout = out_console()
     stdout.print(table)
     stdout.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "

@@ -17,8 +17,8 @@ class Column:
 
     ``extra``: appended after the schema's columns (every schema column is filled on a finished run, except
     ``flags``, which is empty when nothing fired). ``board``: its position in the tables of the leaderboard
-    pages, None if it is in the CSV only. ``after_run``: printed by ``benchmark run``. ``score``: a measured
-    score (accuracy, calibration error, loss), printed with four decimals after a run.
+    pages, None if it is in the CSV only. ``after_run``: printed by ``benchmark run``. ``decimals``: how many
+    decimals a number of this column is shown with (four for a score, one for seconds); None shows it as is.
     """
 
     name: str
@@ -26,8 +26,19 @@ class Column:
     extra: bool = False
     board: int | None = None
     after_run: bool = False
-    score: bool = False
+    decimals: int | None = None
 
+    def text(self, value: object) -> str:
+        """``value`` as the tables show it; empty where it is missing."""
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        if self.decimals is not None and isinstance(value, float):
+            return f"{value:.{self.decimals}f}"
+        return str(value)
+
+
+#: Decimals of a measured score (accuracy, calibration error, loss).
+SCORE = 4
 
 COLUMNS: tuple[Column, ...] = (
     Column("model", "the plugin's registered name", board=0),
@@ -39,43 +50,48 @@ COLUMNS: tuple[Column, ...] = (
     Column("predictive", "the plugin's predictive kind, which fixes the decision rule attacked", board=1),
     Column("samples", "posterior draws S per prediction", board=13),
     Column("eot", "draws K per attack step (expectation over transformation)", board=14),
-    Column("clean_acc", "accuracy on clean test images", board=2, after_run=True, score=True),
+    Column("clean_acc", "accuracy on clean test images", board=2, after_run=True, decimals=SCORE),
     Column("robust_acc", "per-example worst case over clean correctness and every attack run at eps, mean over "
-           "the R re-evaluations", board=4, after_run=True, score=True),
+           "the R re-evaluations", board=4, after_run=True, decimals=SCORE),
     Column("attacks", "the attacks that ran at eps, joined by +", board=12),
-    Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=6, after_run=True, score=True),
-    Column("ece", "expected calibration error on clean data (15 bins)", board=8, after_run=True, score=True),
-    Column("nll", "negative log-likelihood on clean data", board=9, after_run=True, score=True),
-    Column("brier", "Brier score on clean data", board=10, after_run=True, score=True),
+    Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=6, after_run=True,
+           decimals=SCORE),
+    Column("ece", "expected calibration error on clean data (15 bins)", board=8, after_run=True, decimals=SCORE),
+    Column("nll", "negative log-likelihood on clean data", board=9, after_run=True, decimals=SCORE),
+    Column("brier", "Brier score on clean data", board=10, after_run=True, decimals=SCORE),
     Column("flags", "the gradient-masking diagnostics that fired, joined by ; (benchmark.diagnostics.FLAGS)",
            board=11, after_run=True),
     Column("params", "number of parameters of the network", board=17),
-    Column("train_seconds", "training time in seconds (0 for given weights)", board=18, after_run=True),
-    Column("eval_seconds", "evaluation time in seconds, summed over the conditions", board=19, after_run=True),
+    Column("train_seconds", "training time in seconds (0 for given weights)", board=18, after_run=True,
+           decimals=1),
+    Column("eval_seconds", "evaluation time in seconds, summed over the conditions", board=19, after_run=True,
+           decimals=1),
     Column("device", "where the run ran", board=20),
     Column("version", "the benchmark's version"),
     Column("date", "when the run started (UTC)", board=21),
-    Column("robust_acc_ci_low", "lower end of robust_acc's 95% interval", extra=True, score=True),
-    Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, score=True),
+    Column("robust_acc_ci_low", "lower end of robust_acc's 95% interval", extra=True, decimals=SCORE),
+    Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, decimals=SCORE),
     Column("robust_acc_worst", "robust accuracy counting an example only if it survived all R re-evaluations",
-           extra=True, score=True),
+           extra=True, decimals=SCORE),
     Column("reevals", "re-evaluations R of every final adversarial point", extra=True),
     Column("run_id", "the run's directory under runs/", extra=True),
     Column("certified_acc", "IBP-certified accuracy at eps for plugins with interval bounds, else empty",
-           extra=True, board=5, score=True),
+           extra=True, board=5, decimals=SCORE),
     Column("protocol", "the row's identity: the profile's name and every setting that differs from it (an eps "
            "other than the dataset's, --n-test, --epochs, given weights, ...); a table ranks only rows of one "
            "protocol", extra=True),
     Column("robust_auc", "normalised area under the robust-accuracy-against-eps curve on [0, eps] (trapezoid rule "
            "through the clean accuracy at 0 and every eps of the sweep, divided by eps); the leaderboard's sort key",
-           extra=True, board=3, after_run=True, score=True),
+           extra=True, board=3, after_run=True, decimals=SCORE),
     Column("noise_auroc", "mean over the noise sigmas > 0 of the AUROC of predictive entropy for telling noisy "
-           "from clean inputs (0.5: no better than chance)", extra=True, board=7, score=True),
+           "from clean inputs (0.5: no better than chance)", extra=True, board=7, decimals=SCORE),
     Column("training", "how the weights came to be: the plugin's short recipe (quick, reference), its full recipe "
            "(standard), published weights (a RobustBench zoo model) or given weights (--checkpoint)", extra=True,
            board=22),
 )
 
+#: Each column by its name.
+BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 #: The CSV header, in order.
 NAMES: list[str] = [c.name for c in COLUMNS]
 SCHEMA: list[str] = [c.name for c in COLUMNS if not c.extra]

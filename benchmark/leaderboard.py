@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.columns import DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
+from benchmark.columns import BY_NAME, DISPLAY, EXTRA, NAMES, SCHEMA  # noqa: F401 (SCHEMA, EXTRA: the CSV's two parts)
 from benchmark.data.builtin import BUILTIN_DATASETS
 from benchmark.errors import BenchmarkError
 from benchmark.render import eps_text, html_table, interval_text, markdown_table, markdown_text
@@ -222,14 +222,6 @@ def _unescaped(value):
     return value
 
 
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
-
-
 def dataset_notes(out: Path, frame: pd.DataFrame) -> list[str]:
     """What the dataset is, as its manifest describes it, recorded by the runs in ``frame`` (each text once); a
     published row without its run reads the notes published with its table (``<dataset>-notes.json``)."""
@@ -261,7 +253,8 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
                *DISPLAY[DISPLAY.index("robust_acc"):]]
     rows = []
     for _, row in part.iterrows():
-        cells = {c: _fmt(row[c]) for c in DISPLAY}
+        cells = {c: BY_NAME[c].text(row[c]) for c in DISPLAY}
+        cells["eps"] = eps_text(row.eps, dataset_eps)
         cells["robust_acc"] = interval_text(row.robust_acc, row.robust_acc_ci_low, row.robust_acc_ci_high)
         mine = curve[curve.model == row.model]
         for e in smaller:

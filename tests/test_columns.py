@@ -61,6 +61,22 @@ def test_the_leaderboard_csv_header_and_pages_follow_the_declaration(tmp_path):
     assert '<td><a href="reports/mnist/quick/model-a/report.html">model-a</a></td>' in page
 
 
+def test_each_column_shows_its_numbers_in_its_own_units(tmp_path):
+    """Scores with four decimals, seconds with one, eps as its dataset writes it: before, a number's decimals
+    followed its size, so a 4.6-second training read 4.6000 beside 83.9 and MNIST's eps 0.3 read 0.3000."""
+    run = make_finished_run(tmp_path, "model-a")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps(summary | {"train_seconds": 4.6, "eval_seconds": 123.456}))
+    publish(tmp_path, "mnist")
+    lines = (tmp_path / "leaderboards" / "mnist.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| model |"))
+    row = next(line for line in lines if line.startswith("| [model-a]"))
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert (cells["clean_acc"], cells["train_seconds"], cells["eval_seconds"], cells["eps"]) == \
+        ("0.5000", "4.6", "123.5", "0.1")
+    assert columns.BY_NAME["ece"].text(float("nan")) == "" and columns.BY_NAME["samples"].text(8) == "8"
+
+
 def test_the_run_command_prints_the_declared_columns(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
