@@ -107,7 +107,8 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
     else:
         verdict, why, points = _attack(model, claim.reference, eps_curves, float(row.eps))
     if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
-        verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {flags}: its robust accuracy may be too high"
+        named = " and ".join(flags.split(";"))
+        verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {named}: its robust accuracy may be too high"
     return Verdict(claim, model, dataset, protocol, verdict, why, points)
 
 

@@ -53,7 +53,7 @@ def test_the_verdicts_follow_the_intervals(tmp_path):
         "snn": {"pgd": (0.2, 0.0, 0.0), "robust": (0.2, 0.0, 0.0)},
         "snn-noise": {"pgd": (0.4, 0.05, 0.0), "robust": (0.35, 0.0, 0.0)},  # below baseline, above snn
         "ibp-bnn": {"robust": (0.9, 0.2, 0.0), "certified": (0.8, 0.1, 0.0)},  # at eps 0.1: 0.76 > 0.74
-        "bbb": {"pgd": (0.9, 0.5, 0.1), "robust": (0.9, 0.5, 0.1), "flags": "eot-not-converged"},
+        "bbb": {"pgd": (0.9, 0.5, 0.1), "robust": (0.9, 0.5, 0.1), "flags": "eot-not-converged;zero-grad"},
     })
     found = verdicts(board)
     assert _verdict(found, "endp").verdict == "holds" and "eps 0.1, 0.2" in _verdict(found, "endp").why
@@ -67,7 +67,7 @@ def test_the_verdicts_follow_the_intervals(tmp_path):
     assert "above snn" in _verdict(found, "snn-noise").why
     assert _verdict(found, "ibp-bnn", "certified").verdict == "holds"
     flagged = _verdict(found, "bbb")  # would hold, but its number may be too high: unsettled
-    assert flagged.verdict == "holds only on a flagged row" and "flagged eot-not-converged" in flagged.why
+    assert flagged.verdict == "holds only on a flagged row" and "flagged eot-not-converged and zero-grad:" in flagged.why
     assert not [v for v in found if v.model in ("kap", "ensemble")]  # not on this board: nothing claimed for them
 
 
