@@ -289,11 +289,18 @@ def _links(part: pd.DataFrame, dataset: str, suffix: str) -> list[str]:
             for protocol, model in zip(part.protocol, part.model, strict=True)]
 
 
-def _protocol_note(protocol: str) -> str:
-    named = protocol in PROFILE_ORDER
-    return (f"Every row of this table was measured under the {protocol} protocol" +
-            ("." if named else " (a named profile with the overrides in brackets); rows of other protocols are "
-                               "ranked in their own tables."))
+def _protocol_note(protocol: str, part: pd.DataFrame) -> str:
+    """What the table measured; for a named profile also which registered plugins have no row in it yet, so a
+    reader sees what is missing instead of taking a short table for the whole field."""
+    from benchmark.registry import list_models
+
+    if protocol not in PROFILE_ORDER:
+        return (f"Every row of this table was measured under the {protocol} protocol (a named profile with the "
+                "overrides in brackets); rows of other protocols are ranked in their own tables.")
+    missing = [name for name in list_models() if name not in set(part.model)]
+    return (f"Every row of this table was measured under the {protocol} protocol. " +
+            (f"Registered plugins without a row here yet: {', '.join(missing)}." if missing else
+             "Every registered plugin has a row."))
 
 
 RANKING = ("Robust accuracy is the per-example worst case over every attack run at the row's eps (L-inf), with "
@@ -317,7 +324,7 @@ def _markdown(frame: pd.DataFrame, eps_curves: pd.DataFrame, dataset: str, notes
         lines += [f"> {markdown_text(note)}", ""]
     lines += [markdown_text(RANKING), ""]
     for protocol, part in protocols(frame):
-        lines += [f"## Protocol: {markdown_text(protocol)}", "", markdown_text(_protocol_note(protocol)), ""]
+        lines += [f"## Protocol: {markdown_text(protocol)}", "", markdown_text(_protocol_note(protocol, part)), ""]
         for heading, rows in _parts(part):
             if rows.empty:
                 continue
@@ -348,7 +355,7 @@ def _index_html(out: Path) -> str:
                                                sortable=True))
             images = "".join(f"<figure><img src=\"{html.escape(figure_path(dataset, protocol, name), quote=True)}\" "
                              f"alt=\"{html.escape(alt, quote=True)}\"></figure>" for name, alt in FIGURES)
-            sections.append(heading + notes + f"<p>{html.escape(_protocol_note(protocol))}</p>" + "".join(tables)
+            sections.append(heading + notes + f"<p>{html.escape(_protocol_note(protocol, part))}</p>" + "".join(tables)
                             + f"<div class='figures'>{images}</div>")
     return (_PAGE.replace("{ranking}", html.escape(RANKING))
             .replace("{sections}", "\n".join(sections) or "<p>No runs yet.</p>"))

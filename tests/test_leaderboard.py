@@ -42,6 +42,21 @@ def test_a_run_with_overrides_gets_a_table_of_its_own(tmp_path):
         assert (board / "reports" / "mnist" / protocol / "model-a" / "report.md").is_file()
 
 
+def test_a_profile_table_names_the_registered_plugins_it_lacks(tmp_path):
+    """A short table must not read as the whole field: the page says which plugins have no row yet."""
+    from benchmark.registry import list_models
+
+    make_finished_run(tmp_path, "baseline")
+    make_finished_run(tmp_path, "endp")
+    make_finished_run(tmp_path, "endp", protocol="quick[eps=0.1]")
+    publish(tmp_path, "mnist")
+    markdown = (tmp_path / "leaderboards" / "mnist.md").read_text()
+    lacking = [name for name in list_models() if name not in ("baseline", "endp")]
+    assert f"Registered plugins without a row here yet: {', '.join(lacking)}." in markdown
+    assert markdown.count("without a row here yet") == 1  # a table with overrides is not a survey of the field
+    assert f"without a row here yet: {', '.join(lacking)}." in (tmp_path / "leaderboards" / "index.html").read_text()
+
+
 def test_rows_rank_by_the_area_under_the_robust_curve_and_flagged_rows_apart(tmp_path):
     """At MNIST's eps 0.3 every quick row reads 0; the area under the curve still separates them, and a row
     whose run raised a gradient-masking flag never outranks an unflagged one."""
