@@ -60,7 +60,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("Deep ensemble", ("ensemble",), _BAYES, "more robust under attack than one network", "attack"),
     Claim("SWAG", ("swag",), _BAYES, "more robust under attack than a point estimate", "attack"),
     Claim("Laplace", ("laplace",), _BAYES, "more robust under attack than a point estimate", "attack"),
-    Claim("Mean-field VI", ("bbb", "vd"), _BAYES, "more robust under attack than a point estimate", "attack"),
+    Claim("Mean-field VI", ("bbb",), _BAYES, "more robust under attack than a point estimate", "attack"),
+    Claim("Variational dropout", ("vd",), _BAYES, "more robust under attack than a point estimate", "attack"),
     Claim("First-layer BNN", ("stf-bnn",), "Lei et al. 2021", "more robust under attack than a deterministic net",
           "attack"),
 )
