@@ -297,7 +297,8 @@ def _protocol_note(protocol: str, part: pd.DataFrame) -> str:
     if protocol not in PROFILE_ORDER:
         return (f"Every row of this table was measured under the {protocol} protocol (a named profile with the "
                 "overrides in brackets); rows of other protocols are ranked in their own tables.")
-    missing = [name for name in list_models() if name not in set(part.model)]
+    present = set(part.model)
+    missing = [name for name in list_models() if name not in present]
     return (f"Every row of this table was measured under the {protocol} protocol. " +
             (f"Registered plugins without a row here yet: {', '.join(missing)}." if missing else
              "Every registered plugin has a row."))
