@@ -43,7 +43,8 @@ def run(
     dataset: str = typer.Option("mnist", "--dataset", "-d",
                                 help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
     profile: str | None = typer.Option(None, "--profile", "-p",
-                                       help="quick or standard [default: standard on GPU, quick on CPU]."),
+                                       help="quick, reference or standard "
+                                            "\\[default: standard on GPU, quick on CPU]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_dir: Path | None = typer.Option(None, "--data-dir",
                                          help="Dataset directory (else $BENCHMARK_DATA_DIR, the cache, a download)."),
@@ -53,19 +54,19 @@ def run(
     checkpoint: Path | None = typer.Option(None, "--checkpoint",
                                            help="Evaluate these weights (.safetensors, or a tensors-only .pt) "
                                                 "instead of training."),
-    eps: float | None = typer.Option(None, "--eps", help="L-inf epsilon in [0, 1] [default: the dataset's]."),
+    eps: float | None = typer.Option(None, "--eps", help="L-inf epsilon in [0, 1] \\[default: the dataset's]."),
     n_test: int | None = typer.Option(None, "--n-test",
                                       help="Evaluate the first N test images (overrides the profile)."),
     n_train: int | None = typer.Option(None, "--n-train", help="Train on the first N training images (smoke tests)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the plugin's number of epochs (smoke tests)."),
     batch_size: int | None = typer.Option(None, "--batch-size",
-                                          help="Evaluation batch size [default: 250]; part of the run's identity "
+                                          help="Evaluation batch size \\[default: 250]; part of the run's identity "
                                                "(attacks run per batch)."),
     download: bool = typer.Option(True, "--download/--no-download",
                                   help="Allow a torchvision download when a dataset is not found."),
     model_dir: Path | None = typer.Option(None, "--model-dir",
                                           help="RobustBench's model directory, for robustbench:<ModelName> "
-                                               "[default: ./models, as RobustBench]."),
+                                               "\\[default: ./models, as RobustBench]."),
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report; ``--model all`` (or a
     comma-separated list) runs every plugin in turn."""
@@ -158,7 +159,7 @@ def list_cmd(
 @app.command()
 def leaderboard(
     dataset: str | None = typer.Option(None, "--dataset", "-d",
-                                       help="Rebuild one dataset [default: every dataset with runs or a "
+                                       help="Rebuild one dataset \\[default: every dataset with runs or a "
                                             "published table]."),
     out: Path = OutOption,
 ) -> None:
@@ -179,9 +180,9 @@ def leaderboard(
 @app.command()
 def export(
     format: str = typer.Option("robustbench", "--format", help="The card format; robustbench is the one there is."),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="One dataset [default: all on the board]."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="One dataset \\[default: all on the board]."),
     out: Path = OutOption,
-    to: Path | None = typer.Option(None, "--to", help="Where model_info/ is written [default: OUT/leaderboards]."),
+    to: Path | None = typer.Option(None, "--to", help="Where model_info/ is written \\[default: OUT/leaderboards]."),
 ) -> None:
     """Write each leaderboard row as a RobustBench model-info card (model_info/<dataset>/Linf/<model>.json)."""
     from benchmark.cards import export_cards
@@ -197,7 +198,7 @@ def export(
 def claims(
     out: Path = OutOption,
     write: Path | None = typer.Option(None, "--write",
-                                      help="Where to write the page [default: OUT/leaderboards/claims.md]."),
+                                      help="Where to write the page \\[default: OUT/leaderboards/claims.md]."),
 ) -> None:
     """Check the seed methods' published claims against the leaderboards and write the verdicts as Markdown."""
     from benchmark.claims import write_claims
@@ -210,7 +211,7 @@ def report(
     model: str = typer.Option(..., "--model", "-m"),
     dataset: str = typer.Option("mnist", "--dataset", "-d"),
     profile: str | None = typer.Option(None, "--profile", "-p",
-                                       help="Which profile's run [default: the latest run]."),
+                                       help="Which profile's run \\[default: the latest run]."),
     out: Path = OutOption,
 ) -> None:
     """Render the calibration and robustness report of a model's latest run."""

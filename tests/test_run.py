@@ -172,6 +172,19 @@ def test_cli_run_and_leaderboard_rebuild(tmp_path):
     assert "endp" in listing.output and "moments" in listing.output
 
 
+@pytest.mark.parametrize("command", sorted(c.name or c.callback.__name__.replace("_", "-")
+                                            for c in app.registered_commands))
+def test_every_default_named_in_an_option_help_is_shown(command):
+    """Rich reads ``[default: ...]`` as a style tag and drops it unless escaped: each must reach the user."""
+    import typer.main
+
+    declared = [re.search(r"\[default: [^\]]*\]", param.help).group(0)
+                for param in typer.main.get_command(app).commands[command].params
+                if getattr(param, "help", None) and "[default:" in param.help]
+    shown = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"}).output.split())
+    assert all(default in shown for default in declared), (declared, shown)
+
+
 def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path):
     from pathlib import Path
 
