@@ -18,11 +18,13 @@ from benchmark.leaderboard import publish
 BOARD = Path(__file__).resolve().parents[1] / "benchmarks" / "board" / "board.sh"
 
 
-def _board(*args, pending: Path, repo: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "BOARD_PENDING": str(pending), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def _board(*args, pending: Path, repo: Path | None = None, check: bool = True,
+           **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BOARD_PENDING": str(pending), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           **env_vars}
     if repo is not None:
         env["BOARD_REPO"] = str(repo)
-    return subprocess.run(["bash", str(BOARD), *map(str, args)], env=env, capture_output=True, text=True, check=True)
+    return subprocess.run(["bash", str(BOARD), *map(str, args)], env=env, capture_output=True, text=True, check=check)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -57,6 +59,23 @@ def test_unfinished_runs_and_their_checkpoints_are_kept_and_restored(tmp_path):
     ahead.write_text("newer")  # progress made on this machine is never overwritten by the kept copy
     _board("restore", fresh, pending=pending)
     assert ahead.read_text() == "newer"
+
+
+def test_a_save_that_would_add_too_much_to_git_is_refused_and_keeps_pending(tmp_path):
+    work, pending = tmp_path / "work", tmp_path / "pending"
+    _unfinished_run(work, "mnist-bbb-reference-1", "k1")
+    (work / "checkpoints").mkdir()
+    (work / "checkpoints" / "mnist-bbb-k1.safetensors").write_bytes(bytes(1_500_000))
+    _board("save", work, pending=pending, BOARD_MAX_MB="2")
+    kept = _files(pending)
+    _unfinished_run(work, "mnist-vd-reference-2", "k2")  # what is kept already does not count again
+    (work / "checkpoints" / "mnist-vd-k2.safetensors").write_bytes(bytes(2_500_000))
+    refused = _board("save", work, pending=pending, check=False, BOARD_MAX_MB="2")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()] and "3 MB to pending/" in refused.stderr
+    assert _files(pending) == kept
+    _board("save", work, pending=pending, BOARD_MAX_MB="3")
+    assert "runs/mnist-vd-reference-2/config.json" in _files(pending)
 
 
 def test_publishing_adds_finished_runs_to_the_published_board(tmp_path):

@@ -6,7 +6,8 @@
 #                                               (OPTIONS go to benchmark run, e.g. --data-dir DIR)
 #   board.sh restore WORK                       only the first half of run
 #   board.sh save WORK...                       keep the unfinished runs of WORK... (and the checkpoints they
-#                                               need) in pending/, replacing what it held
+#                                               need) in pending/, replacing what it held; refused, with
+#                                               pending/ unchanged, if that adds over BOARD_MAX_MB (50) MB
 #   board.sh publish WORK...                    add the finished runs of WORK... to leaderboards/ (the rows
 #                                               already there stay) and regenerate docs/claims.md
 #
@@ -16,7 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="${BOARD_REPO:-$(cd "$here/../.." && pwd)}"
 pending="${BOARD_PENDING:-$here/pending}"
-usage() { sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 restore() {  # no file in WORK is overwritten: WORK's own progress wins over the kept copy
   mkdir -p "$1"
@@ -40,6 +41,16 @@ save() {
     done
   done
   find "$stage" -name '.*.tmp' -delete  # a write that a kill interrupted
+  # pending/ is committed, and git keeps every byte of it for good: count what is new or changed
+  local added=0 file
+  while IFS= read -r -d '' file; do
+    cmp -s "$file" "$pending/${file#"$stage"/}" || added=$((added + $(stat -c %s "$file")))
+  done < <(find "$stage" -type f -print0)
+  if [ "$added" -gt $((${BOARD_MAX_MB:-50} * 1000000)) ]; then
+    echo "board.sh save: keeping these runs would add $(((added + 999999) / 1000000)) MB to pending/, over BOARD_MAX_MB=${BOARD_MAX_MB:-50}; pending/ is unchanged (finish the runs on one machine, or raise BOARD_MAX_MB)" >&2
+    rm -rf "$stage"
+    exit 1
+  fi
   rm -rf "$pending"
   mkdir -p "$(dirname "$pending")"
   mv "$stage" "$pending"
