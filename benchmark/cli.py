@@ -20,10 +20,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Robustness benchmark for uncertainty-aware neural networks.")
 
 
+#: Width of what is written to a file or a pipe (a run under nohup): no terminal sets one there, and rich's
+#: 80 columns would cut the after-run table's headers and cells to "clea…".
+LOG_WIDTH = 200
+
+
 def out_console() -> Console:
     """Standard output, as wide as ``COLUMNS`` says at the time of the call (rich fixes a console's width from
-    the environment it was made in); quiet on every torchrun rank but rank 0."""
-    return Console(quiet=os.environ.get("RANK", "0") != "0")
+    the environment it was made in), else the terminal, else :data:`LOG_WIDTH`; quiet on every torchrun rank
+    but rank 0."""
+    width = None if "COLUMNS" in os.environ or sys.stdout.isatty() else LOG_WIDTH
+    return Console(quiet=os.environ.get("RANK", "0") != "0", width=width)
 
 _state = {"debug": False}
 
@@ -70,7 +77,6 @@ def run(
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report; ``--model all`` (or a
     comma-separated list) runs every plugin in turn."""
-    from benchmark.columns import AFTER_RUN
     from benchmark.runner import RunRequest
     from benchmark.runner import run as execute
     from benchmark.suite import is_suite
@@ -82,17 +88,24 @@ def run(
         _run_suite(request)
         return
     row = execute(request)
-    table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
-    for column in AFTER_RUN:
-        table.add_column(column.name)
-    table.add_row(*(c.text(row[c.name]) for c in AFTER_RUN))
     stdout = out_console()
-    stdout.print(table)
+    stdout.print(after_run_table(row))
     stdout.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
                  f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
                  f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
                  f"S={row['samples']}, K={row['eot']}")
     stdout.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
+
+
+def after_run_table(row: dict) -> Table:
+    """What one run measured and cost, the leaderboard row's headline columns."""
+    from benchmark.columns import AFTER_RUN
+
+    table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
+    for column in AFTER_RUN:
+        table.add_column(column.name)
+    table.add_row(*(c.text(row[c.name]) for c in AFTER_RUN))
+    return table
 
 
 def _run_suite(request) -> None:

@@ -185,6 +185,21 @@ def test_every_default_named_in_an_option_help_is_shown(command):
     assert all(default in shown for default in declared), (declared, shown)
 
 
+def test_the_after_run_table_is_whole_in_a_log_file(monkeypatch):
+    """A run under nohup writes to a file, where no terminal sets the width: nothing may be cut to "…"."""
+    from benchmark.cli import after_run_table, out_console
+    from benchmark.columns import AFTER_RUN
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    row = {"model": "vdp-unscented", "dataset": "cifar10-jpeg", "profile": "reference",
+           **{c.name: 0.123456 for c in AFTER_RUN}, "flags": "short-attack-not-converged;shattered-gradients"}
+    console = out_console()
+    with console.capture() as captured:
+        console.print(after_run_table(row))
+    assert "…" not in captured.get() and all(c.name in captured.get() for c in AFTER_RUN), captured.get()
+
+
 def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path):
     from pathlib import Path
 
