@@ -17,6 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="${BOARD_REPO:-$(cd "$here/../.." && pwd)}"
 pending="${BOARD_PENDING:-$here/pending}"
+max_mb="${BOARD_MAX_MB:-50}"
 usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 restore() {  # no file in WORK is overwritten: WORK's own progress wins over the kept copy
@@ -46,8 +47,8 @@ save() {
   while IFS= read -r -d '' file; do
     cmp -s "$file" "$pending/${file#"$stage"/}" || added=$((added + $(stat -c %s "$file")))
   done < <(find "$stage" -type f -print0)
-  if [ "$added" -gt $((${BOARD_MAX_MB:-50} * 1000000)) ]; then
-    echo "board.sh save: keeping these runs would add $(((added + 999999) / 1000000)) MB to pending/, over BOARD_MAX_MB=${BOARD_MAX_MB:-50}; pending/ is unchanged (finish the runs on one machine, or raise BOARD_MAX_MB)" >&2
+  if [ "$added" -gt $((max_mb * 1000000)) ]; then
+    echo "board.sh save: keeping these runs would add $(((added + 999999) / 1000000)) MB to pending/, over BOARD_MAX_MB=$max_mb; pending/ is unchanged (finish the runs on one machine, or raise BOARD_MAX_MB)" >&2
     rm -rf "$stage"
     exit 1
   fi
