@@ -27,6 +27,15 @@ import pandas as pd
 from benchmark.errors import BenchmarkError
 
 METRIC_COLUMNS = ["condition", "param", "metric", "value"]
+#: config keys that describe a run without deciding its numbers: when it started, where the data was found and
+#: what the loader said about it (a failed download leaves a folder that changes the fallback's note)
+DESCRIPTIVE_KEYS = ("date", "notes", "dataset_source", "dataset_description")
+
+
+def identity(config: dict) -> dict:
+    """What decides a run's numbers: its config less :data:`DESCRIPTIVE_KEYS`. Its digest names the run's
+    directory, so a rerun that differs only in description resumes the same run."""
+    return {key: value for key, value in config.items() if key not in DESCRIPTIVE_KEYS}
 
 
 def slug(name: str) -> str:
@@ -35,10 +44,13 @@ def slug(name: str) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``path`` through a synced temporary file and a rename: a kill leaves the old file or the new one."""
+    """Write ``path`` through a synced temporary file and a rename: a kill leaves the old file or the new one.
+    The file gets the mode an ordinary ``open`` would give it (0666 less the umask), not mkstemp's private 0600:
+    the pages and tables are for others to read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -47,6 +59,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -80,9 +99,9 @@ class RunStore:
 
     def write_config(self, config: dict) -> None:
         existing = self.root / "config.json"
-        if existing.exists():
+        if existing.exists():  # a resumed run keeps the description it started with
             old, new = read_json(existing), json.loads(json.dumps(config, default=str))
-            if {k: v for k, v in old.items() if k != "date"} != {k: v for k, v in new.items() if k != "date"}:
+            if identity(old) != identity(new):
                 raise BenchmarkError(f"{self.root} holds a run with a different config; use another --out")
             return
         self._write_json(existing, config)
