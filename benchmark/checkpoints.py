@@ -60,10 +60,30 @@ def read_state(path: Path, fix: str = GIVEN_FILE_FIX) -> dict[str, torch.Tensor]
 
 
 def load_checkpoint(network: nn.Module, path: Path, fix: str = GIVEN_FILE_FIX) -> None:
-    """Load a checkpoint into ``network``; one that does not fit it exactly is refused, saying ``fix``."""
-    state = read_state(path, fix)
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise BenchmarkError(f"checkpoint {path} does not fit this model ({first}); {fix}") from exc
+    """Load a checkpoint file into ``network``; one that does not fit it exactly is refused, saying ``fix``."""
+    load_state(network, read_state(path, fix), path, fix)
+
+
+def load_state(network: nn.Module, state: dict[str, torch.Tensor], path: Path, fix: str = GIVEN_FILE_FIX) -> None:
+    """Load the tensors read from ``path`` into ``network``; a state that does not fit is one line naming the first
+    missing and unexpected keys and shape mismatches (torch's own message spans many lines and names none of
+    them first)."""
+    misfit = state_misfit(network.state_dict(), state)
+    if misfit:
+        raise BenchmarkError(f"checkpoint {path} does not fit this model: {misfit}; {fix}")
+    network.load_state_dict(state, strict=True)
+
+
+def state_misfit(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """How ``given`` differs from the state dict ``expected``, in one line; empty when it fits."""
+    def listing(what: str, items: list[str]) -> str:
+        more = f" and {len(items) - shown} more" if len(items) > shown else ""
+        return f"{len(items)} {what} ({', '.join(items[:shown])}{more})"
+
+    missing = sorted(key for key in expected if key not in given)
+    unexpected = sorted(key for key in given if key not in expected)
+    shapes = [f"{key}: {tuple(given[key].shape)} for {tuple(expected[key].shape)}" for key in sorted(expected)
+              if key in given and given[key].shape != expected[key].shape]
+    parts = [listing(what, items) for what, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                                      ("shape mismatches", shapes)) if items]
+    return "; ".join(parts)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from benchmark import __version__, diagnostics
-from benchmark.checkpoints import CACHED_FILE_FIX, load_checkpoint, read_state, save_checkpoint
+from benchmark.checkpoints import CACHED_FILE_FIX, load_checkpoint, load_state, read_state, save_checkpoint
 from benchmark.columns import ordered_row
 from benchmark.data import load_dataset
 from benchmark.distributed import World, world_from_env
@@ -30,7 +30,7 @@ from benchmark.profiles import get_profile
 from benchmark.progress import console
 from benchmark.registry import create_model, plugin_source_hash
 from benchmark.render import interval_text
-from benchmark.store import METRIC_COLUMNS, RunStore, slug
+from benchmark.store import METRIC_COLUMNS, RunStore, identity, slug
 from benchmark.training import train
 from benchmark.validate import validate_plugin
 
@@ -98,6 +98,15 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _data_digest(*tensors: torch.Tensor) -> str:
+    """The images and labels a run trains and is evaluated on, as one digest: the run's identity follows the
+    data itself, not the path it was read from."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def run(request: RunRequest) -> dict:
     """Execute a run and return its leaderboard row (on every rank when started by torchrun)."""
     if request.eps is not None and not 0.0 <= request.eps <= 1.0:
@@ -110,6 +119,9 @@ def run(request: RunRequest) -> dict:
     profile = get_profile(request.profile or ("standard" if device.type == "cuda" else "quick"),
                           n_test=request.n_test, n_train=request.n_train, epochs=request.epochs,
                           batch_size=request.batch_size)
+    # a given checkpoint is read before the data, so an unusable file is one line before any download is tried
+    given = (world.on_main(lambda: read_state(request.checkpoint), share=False)
+             if request.checkpoint is not None else None)
     # rank 0 first, so a download happens once per node-shared cache; then the others
     dataset = (world.on_main(lambda: load_dataset(request.dataset, request.data_dir, download=request.download),
                              share=False)
@@ -133,7 +145,7 @@ def run(request: RunRequest) -> dict:
     x_test, y_test = dataset.x_test[: profile.n_test], dataset.y_test[: profile.n_test]
     task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.recipe)
     network, train_seconds, train_key, recipe = _trained(plugin, request, task, x_train, y_train, device,
-                                                         request.checkpoint, profile.epochs, world)
+                                                         given, profile.epochs, world)
     config = {
         "model": plugin.name, "dataset": dataset.name, "dataset_source": dataset.source, "profile": profile.name,
         "predictive": plugin.predictive, "gradients": plugin.gradients, "seed": request.seed, "eps": eps,
@@ -142,6 +154,7 @@ def run(request: RunRequest) -> dict:
         "version": __version__,
         "device": describe_device(device) + (f" x {world.size} processes" if world.size > 1 else ""),
         "dataset_description": dataset.description, "notes": [dataset.note] if dataset.note else [],
+        "data_sha256": _data_digest(x_train, y_train, x_test, y_test),
         "protocol": profile.protocol(eps, dataset.eps_linf, given_weights=request.checkpoint is not None),
         "training": ("given weights" if request.checkpoint is not None else "published weights" if plugin.pretrained
                      else "short recipe" if profile.recipe == "quick" else "full recipe"),
@@ -171,7 +184,7 @@ def run(request: RunRequest) -> dict:
                           bounds=bounds, gradient_variants=plugin.gradient_variants(network))
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings(), attacks_not_applicable=evaluator.not_applicable)
-    run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(config)}"
+    run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(identity(config))}"
     store = RunStore(Path(request.out) / "runs" / run_id)
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     world.on_main(lambda: store.write_config({**config, "run_id": run_id, "date": date}))
@@ -191,16 +204,17 @@ def _finish(evaluator: Evaluator, store: RunStore, network, train_seconds: float
     return row
 
 
-def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device, checkpoint: Path | None,
+def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device, given: dict | None,
              epochs: int | None, world: World = World()):
     """The plugin's network, trained or loaded (by rank 0, then shared), in eval mode and the evaluation layout
-    (:func:`evaluation_layout`); with its training time, cache key and recipe."""
+    (:func:`evaluation_layout`); with its training time, cache key and recipe. ``given``: the tensors of
+    ``--checkpoint``, read already (on rank 0), or None."""
     recipe = plugin.train_config(task)
     if epochs is not None:  # an explicit --epochs is taken literally
         recipe = dataclasses.replace(recipe, epochs=epochs, min_steps=0)
     torch.manual_seed(request.seed)
     network = plugin.build(task).to(device)
-    if plugin.pretrained and checkpoint is None:  # published weights (a RobustBench zoo model): nothing to train
+    if plugin.pretrained and request.checkpoint is None:  # published weights (a RobustBench zoo model): nothing to train
         key, seconds = world.on_main(lambda: plugin.load_weights(network, task)), 0.0
     else:
         key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,
@@ -208,8 +222,8 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
                        "seed": request.seed})
 
         def train_or_load() -> float:
-            if checkpoint is not None:
-                load_checkpoint(network, checkpoint)
+            if request.checkpoint is not None:
+                load_state(network, given, request.checkpoint)
                 return 0.0
             return _train_or_load(plugin, network, request, task, recipe, x, y, device, key)
 

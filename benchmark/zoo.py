@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.checkpoints import load_state
 from benchmark.errors import BenchmarkError
 from benchmark.plugin import ModelPlugin, Task
 from benchmark.robustbench_compat import import_robustbench
@@ -109,11 +110,7 @@ class ZooPlugin(ModelPlugin):
         if not isinstance(state, dict):
             raise BenchmarkError(f"refusing {path}: expected a state dict, found {type(state).__name__}")
         state = {_strip(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
-        try:
-            network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise BenchmarkError(f"{path} does not fit {self.zoo_name}'s architecture ({first})") from exc
+        load_state(network, state, path, fix=f"it is not RobustBench's {self.zoo_name}: fetch it again")
         return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 

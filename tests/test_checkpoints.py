@@ -72,3 +72,23 @@ def test_a_raw_pickle_given_as_checkpoint_is_one_error_line_with_the_right_hint(
     assert len(lines) == 1 and lines[0].startswith("error: refusing checkpoint"), result.stderr
     assert "--retrain" not in lines[0] and "checkpoint of this plugin's network" in lines[0]
     assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_model_names_its_misfits_in_one_line(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_checkpoint(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), path, {})
+    with pytest.raises(BenchmarkError) as error:
+        load_checkpoint(nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)), path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "2 missing keys (2.bias, 2.weight)" in message
+    assert "2 unexpected keys (1.bias, 1.weight)" in message
+    assert "2 shape mismatches (0.bias: (4,) for (5,), 0.weight: (4, 3) for (5, 3))" in message
+
+
+def test_state_misfit_shows_the_first_keys_and_counts_the_rest():
+    from benchmark.checkpoints import state_misfit
+
+    expected = {f"w{i}": torch.zeros(1) for i in range(5)}
+    assert state_misfit(expected, dict(expected)) == ""
+    assert state_misfit(expected, {}) == "5 missing keys (w0, w1, w2 and 2 more)"

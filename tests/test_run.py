@@ -126,6 +126,34 @@ def test_second_run_reuses_the_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_rerun_whose_data_note_changed_resumes_the_same_run(tmp_path, monkeypatch, capsys):
+    """A failed download leaves an empty cache folder, which changes the fallback's note: the rerun must still
+    find its finished conditions, since the note decides none of its numbers."""
+    import dataclasses
+
+    import benchmark.runner as runner
+
+    run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    load = runner.load_dataset
+    monkeypatch.setattr(runner, "load_dataset", lambda *a, **k: dataclasses.replace(load(*a, **k), note="moved"))
+    capsys.readouterr()
+    run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    err = capsys.readouterr().err
+    assert "clean: done earlier, reusing" in err and "accuracy" not in err
+
+
+def test_a_bad_checkpoint_is_refused_before_the_data_is_looked_for(tmp_path):
+    from benchmark.errors import BenchmarkError
+
+    garbage = tmp_path / "weights.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchmarkError, match="not a valid safetensors checkpoint"):
+        run(RunRequest(model="baseline", dataset="fashion-mnist", data_dir=tmp_path, download=False,
+                       checkpoint=garbage, out=tmp_path))
+
+
+@pytest.mark.slow
 def test_a_pickled_cached_checkpoint_is_refused(tmp_path):
     import torch
 
