@@ -15,6 +15,7 @@ from rich.table import Table
 
 from benchmark.distributed import shutdown
 from benchmark.errors import BenchmarkError
+from benchmark.store import DEFAULT_OUT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Robustness benchmark for uncertainty-aware neural networks.")
@@ -40,7 +41,12 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show full traceb
     _state["debug"] = debug
 
 
-OutOption = typer.Option(Path("."), "--out", help="Directory holding runs/, checkpoints/ and leaderboards/.")
+ModelDirOption = typer.Option(None, "--model-dir",
+                              help="Where robustbench:<ModelName> weights are kept, in RobustBench's layout "
+                                   "\\[default: $BENCHMARK_CACHE_DIR/robustbench, else ~/.cache/benchmark/robustbench].")
+OutOption = typer.Option(DEFAULT_OUT, "--out",
+                         help="Directory holding runs/, checkpoints/ and leaderboards/ (--out . in a checkout "
+                              "publishes into its leaderboards/).")
 
 
 @app.command()
@@ -71,9 +77,7 @@ def run(
                                                "(attacks run per batch)."),
     download: bool = typer.Option(True, "--download/--no-download",
                                   help="Allow a torchvision download when a dataset is not found."),
-    model_dir: Path | None = typer.Option(None, "--model-dir",
-                                          help="RobustBench's model directory, for robustbench:<ModelName> "
-                                               "\\[default: ./models, as RobustBench]."),
+    model_dir: Path | None = ModelDirOption,
 ) -> None:
     """Train (or reuse) a plugin, evaluate it, and update the leaderboard and its report; ``--model all`` (or a
     comma-separated list) runs every plugin in turn."""
@@ -143,6 +147,26 @@ def _run_suite(request) -> None:
                              "the others' rows are on the leaderboard)")
 
 
+@app.command()
+def fetch(
+    model: str = typer.Argument(..., help="robustbench:<ModelName>, the name on RobustBench's leaderboard."),
+    dataset: str = typer.Option("cifar10", "--dataset", "-d", help="The dataset the model was trained on."),
+    model_dir: Path | None = ModelDirOption,
+) -> None:
+    """Download a RobustBench zoo model's weights (once, online) to where `benchmark run` reads them."""
+    from benchmark.plugin import Task
+    from benchmark.zoo import SHAPES, ZOO_DATASETS, fetch_weights, is_zoo_model, zoo_plugin
+
+    if not is_zoo_model(model):
+        raise BenchmarkError(f"benchmark fetch takes a RobustBench zoo model, robustbench:<ModelName>; got {model!r} "
+                             "(bundled plugins train themselves)")
+    plugin = zoo_plugin(model, model_dir)
+    shape = SHAPES.get(ZOO_DATASETS.get(dataset, ""), (3, 32, 32))
+    path = fetch_weights(plugin, Task(dataset, shape, 10, 0))
+    out_console().print(f"weights of {plugin.name}: {path}; run it with: benchmark run --model {plugin.name} "
+                        f"--dataset {dataset}" + (f" --model-dir {model_dir}" if model_dir is not None else ""))
+
+
 @app.command("list")
 def list_cmd(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Also list custom datasets found here."),
@@ -202,8 +226,9 @@ def export(
 
     if format != "robustbench":
         raise BenchmarkError(f"unknown export format {format!r}; the one there is: robustbench")
-    paths = export_cards(out, to if to is not None else Path(out) / "leaderboards", dataset)
-    out_console().print(f"wrote {len(paths)} card(s) under {paths[0].parents[2] if paths else to}; "
+    to = to if to is not None else Path(out) / "leaderboards"
+    paths = export_cards(out, to, dataset)
+    out_console().print(f"wrote {len(paths)} card(s) under {Path(to) / 'model_info'}; "
                         "fields marked TO FILL (listed under fill_in) are for the model's author to complete")
 
 

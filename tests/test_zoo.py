@@ -49,7 +49,8 @@ def test_a_missing_weights_file_is_one_line_naming_the_file_and_the_fetch(tmp_pa
                        out=tmp_path, device="cpu", n_test=2))
     message = str(error.value)
     assert str(tmp_path / "zoo" / "cifar10" / "Linf" / f"{ZOO_NAME}.pt") in message
-    assert f"load_model('{ZOO_NAME}'" in message and "\n" not in message
+    assert f"benchmark fetch robustbench:{ZOO_NAME} --dataset cifar10 --model-dir {tmp_path / 'zoo'}" in message
+    assert "\n" not in message
 
 
 def test_unknown_zoo_names_and_datasets_are_refused(tmp_path):
@@ -99,3 +100,53 @@ def test_benchmark_list_names_the_zoo_as_one_group():
     assert re.search(r"robustbench:<ModelName>: RobustBench zoo models, deterministic, .* \d+ for cifar10 \(Linf\)",
                      listing)
     assert "Ding2020MMA" not in listing  # a group, not every name
+
+
+def test_benchmark_fetch_downloads_with_robustbenchs_downloader_to_where_a_run_looks(tmp_path, monkeypatch):
+    """Offline up to the download: RobustBench's downloader is replaced by one that writes the checkpoint it would
+    have fetched, and the run that follows reads it from there."""
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+    from benchmark.robustbench_compat import import_robustbench
+
+    utils = import_robustbench("robustbench.utils")
+    calls = []
+
+    def download(gdrive_id, path):
+        calls.append((gdrive_id, path))
+        _zoo_weights(tmp_path / "scratch")
+        (tmp_path / "scratch" / "cifar10" / "Linf" / f"{ZOO_NAME}.pt").rename(path)
+
+    monkeypatch.setattr(utils, "download_gdrive_new", download)
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["fetch", f"robustbench:{ZOO_NAME}"])
+    assert result.exit_code == 0, result.output
+    expected = tmp_path / "cache" / "robustbench" / "cifar10" / "Linf" / f"{ZOO_NAME}.pt"
+    assert [path for _, path in calls] == [expected] and calls[0][0]  # RobustBench's id for the file
+    assert str(expected) in " ".join(result.output.split())
+    plugin = create_model(f"robustbench:{ZOO_NAME}")  # the default model directory is where fetch wrote
+    from benchmark.plugin import Task
+
+    task = Task("cifar10", (3, 32, 32), 10, 10)
+    plugin.load_weights(plugin.build(task), task)
+    again = CliRunner().invoke(app, ["fetch", f"robustbench:{ZOO_NAME}"])
+    assert again.exit_code == 0 and len(calls) == 1  # there already: nothing downloaded
+
+
+def test_a_failed_fetch_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from benchmark.robustbench_compat import import_robustbench
+    from benchmark.zoo import fetch_weights
+
+    def download(gdrive_id, path):
+        path.write_bytes(b"half a file")
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(import_robustbench("robustbench.utils"), "download_gdrive_new", download)
+    plugin = create_model(f"robustbench:{ZOO_NAME}", model_dir=tmp_path)
+    from benchmark.plugin import Task
+
+    with pytest.raises(BenchmarkError, match="name resolution") as error:
+        fetch_weights(plugin, Task("cifar10", (3, 32, 32), 10, 10))
+    assert "\n" not in str(error.value)
+    assert not list(tmp_path.rglob("*.pt"))

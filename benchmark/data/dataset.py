@@ -66,7 +66,11 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     return path
 
 
+def cache_dir_of(cache_dir: str | Path | None = None) -> Path:
+    """What the benchmark downloads goes under: the argument, $BENCHMARK_CACHE_DIR, or ~/.cache/benchmark."""
+    return Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or "~/.cache/benchmark").expanduser()
+
+
 def cache_data_dir(cache_dir: str | Path | None) -> Path:
-    """Torchvision data goes in <cache>/data; <cache>: the argument, $BENCHMARK_CACHE_DIR, or ~/.cache/benchmark."""
-    cache = cache_dir or os.environ.get(CACHE_DIR_ENV) or "~/.cache/benchmark"
-    return Path(cache).expanduser() / "data"
+    """Torchvision data goes in <cache>/data (:func:`cache_dir_of`)."""
+    return cache_dir_of(cache_dir) / "data"
