@@ -30,7 +30,7 @@ from benchmark.profiles import get_profile
 from benchmark.progress import console
 from benchmark.registry import create_model, plugin_source_hash
 from benchmark.render import interval_text
-from benchmark.store import METRIC_COLUMNS, RunStore, identity, slug
+from benchmark.store import DEFAULT_OUT, METRIC_COLUMNS, RunStore, identity, slug
 from benchmark.training import train
 from benchmark.validate import validate_plugin
 
@@ -45,7 +45,7 @@ class RunRequest:
     device: str = "auto"
     data_dir: Path | None = None
     seed: int = 0
-    out: Path = Path(".")
+    out: Path = DEFAULT_OUT
     retrain: bool = False
     checkpoint: Path | None = None
     eps: float | None = None
@@ -54,7 +54,7 @@ class RunRequest:
     epochs: int | None = None
     batch_size: int | None = None
     download: bool = True
-    model_dir: Path | None = None  # RobustBench's model directory, for robustbench:<ModelName> (default ./models)
+    model_dir: Path | None = None  # where robustbench:<ModelName> weights are kept (default: benchmark.zoo.default_model_dir)
 
 
 def resolve_device(name: str) -> torch.device:

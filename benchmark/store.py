@@ -27,6 +27,9 @@ import pandas as pd
 from benchmark.errors import BenchmarkError
 
 METRIC_COLUMNS = ["condition", "param", "metric", "value"]
+#: where a command keeps runs/, checkpoints/ and leaderboards/ unless ``--out`` says otherwise: a folder of the
+#: user's own, so that a run from inside a checkout never rewrites the published leaderboards/ (``--out .`` does)
+DEFAULT_OUT = Path("results")
 #: config keys that describe a run without deciding its numbers: when it started, where the data was found and
 #: what the loader said about it (a failed download leaves a folder that changes the fallback's note)
 DESCRIPTIVE_KEYS = ("date", "notes", "dataset_source", "dataset_description")

@@ -186,16 +186,24 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_cli_run_and_leaderboard_rebuild(tmp_path):
+def test_cli_run_and_leaderboard_rebuild_leave_a_checkouts_published_board_alone(tmp_path, monkeypatch):
+    """Run from inside a checkout without --out, a user's run writes to results/, not the published leaderboards/."""
+    published = tmp_path / "leaderboards" / "index.html"
+    published.parent.mkdir()
+    published.write_text("the published board")
+    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--model", "baseline", "--dataset", "mnist-5k", "--n-train", "300",
-                                 "--n-test", "20", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)])
+                                 "--n-test", "20", "--epochs", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "robust accuracy at eps=0.3" in result.output
-    (tmp_path / "leaderboards" / "mnist-5k.csv").unlink()
-    result = runner.invoke(app, ["leaderboard", "--out", str(tmp_path)])
+    results = tmp_path / "results"
+    assert (results / "leaderboards" / "index.html").exists() and list((results / "runs").iterdir())
+    assert published.read_text() == "the published board" and not (tmp_path / "runs").exists()
+    (results / "leaderboards" / "mnist-5k.csv").unlink()
+    result = runner.invoke(app, ["leaderboard"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "leaderboards" / "mnist-5k.csv").exists()
+    assert (results / "leaderboards" / "mnist-5k.csv").exists()
     listing = runner.invoke(app, ["list"])
     assert "endp" in listing.output and "moments" in listing.output
 
