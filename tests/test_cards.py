@@ -71,3 +71,11 @@ def test_an_unknown_format_and_an_empty_board_are_refused(tmp_path):
     assert "unknown export format 'csv'" in str(result.exception)
     with pytest.raises(BenchmarkError, match="no finished runs"):
         export_cards(tmp_path, tmp_path, "mnist")
+
+
+def test_an_export_of_a_folder_without_runs_says_what_it_looked_for_and_where(tmp_path):
+    result = CliRunner().invoke(app, ["export", "--format", "robustbench", "--out", str(tmp_path)])
+    message = " ".join(str(result.exception).split())
+    assert isinstance(result.exception, BenchmarkError)
+    assert f"no finished runs under {tmp_path / 'runs'}" in message
+    assert f"no published tables under {tmp_path / 'leaderboards'}" in message
