@@ -5,11 +5,13 @@ Errors a user can fix print one line (``error: ...``) and exit with status 2; ``
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
@@ -17,8 +19,30 @@ from benchmark.distributed import shutdown
 from benchmark.errors import BenchmarkError
 from benchmark.store import DEFAULT_OUT
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Robustness benchmark for uncertainty-aware neural networks.")
+
+class _WithoutFlagTypes:
+    """Help without a ``<bool>`` placeholder beside on/off flags, which take no value."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.display_type_rich = lambda ctx: None
+        return params
+
+
+class _Group(_WithoutFlagTypes, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_WithoutFlagTypes, typer.core.TyperCommand):
+    pass
+
+
+# markdown: docstrings are reflowed (no line break where the source wrapped) and ``code`` shows as code
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="markdown", help="Robustness benchmark for uncertainty-aware neural networks.")
+command = functools.partial(app.command, cls=_Command)
 
 
 #: Width of what is written to a file or a pipe (a run under nohup): no terminal sets one there, and rich's
@@ -42,14 +66,15 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show full traceb
 
 
 ModelDirOption = typer.Option(None, "--model-dir",
-                              help="Where robustbench:<ModelName> weights are kept, in RobustBench's layout "
-                                   "\\[default: $BENCHMARK_CACHE_DIR/robustbench, else ~/.cache/benchmark/robustbench].")
+                              help="Where `robustbench:<ModelName>` weights are kept, in RobustBench's layout "
+                                   "\\[default: $BENCHMARK_CACHE_DIR/robustbench, else "
+                                   "~/.cache/benchmark/robustbench].")
 OutOption = typer.Option(DEFAULT_OUT, "--out",
                          help="Directory holding runs/, checkpoints/ and leaderboards/ (--out . in a checkout "
                               "publishes into its leaderboards/).")
 
 
-@app.command()
+@command()
 def run(
     model: str = typer.Option(..., "--model", "-m",
                               help="Registered plugin name, path/to/file.py:name, a comma-separated list, or all."),
@@ -147,9 +172,9 @@ def _run_suite(request) -> None:
                              "the others' rows are on the leaderboard)")
 
 
-@app.command()
+@command()
 def fetch(
-    model: str = typer.Argument(..., help="robustbench:<ModelName>, the name on RobustBench's leaderboard."),
+    model: str = typer.Argument(..., help="`robustbench:<ModelName>`, the name on RobustBench's leaderboard."),
     dataset: str = typer.Option("cifar10", "--dataset", "-d", help="The dataset the model was trained on."),
     model_dir: Path | None = ModelDirOption,
 ) -> None:
@@ -167,7 +192,7 @@ def fetch(
                         f"--dataset {dataset}" + (f" --model-dir {model_dir}" if model_dir is not None else ""))
 
 
-@app.command("list")
+@command("list")
 def list_cmd(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Also list custom datasets found here."),
 ) -> None:
@@ -193,7 +218,7 @@ def list_cmd(
                      f"attacks {', '.join(planned.name for planned in p.attacks)}")
 
 
-@app.command()
+@command()
 def leaderboard(
     dataset: str | None = typer.Option(None, "--dataset", "-d",
                                        help="Rebuild one dataset \\[default: every dataset with runs or a "
@@ -202,7 +227,8 @@ def leaderboard(
 ) -> None:
     """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs and the rows published there
     before (a stored run replaces the published row of its model and protocol)."""
-    from benchmark.leaderboard import datasets_on_board, publish
+    from benchmark.board import datasets_on_board
+    from benchmark.leaderboard import publish
 
     names = [dataset] if dataset else datasets_on_board(out)
     if not names:
@@ -214,14 +240,14 @@ def leaderboard(
         stdout.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
 
 
-@app.command()
+@command()
 def export(
     format: str = typer.Option("robustbench", "--format", help="The card format; robustbench is the one there is."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="One dataset \\[default: all on the board]."),
     out: Path = OutOption,
     to: Path | None = typer.Option(None, "--to", help="Where model_info/ is written \\[default: OUT/leaderboards]."),
 ) -> None:
-    """Write each leaderboard row as a RobustBench model-info card (model_info/<dataset>/Linf/<model>.json)."""
+    """Write each leaderboard row as a RobustBench model-info card (`model_info/<dataset>/Linf/<model>.json`)."""
     from benchmark.cards import export_cards
 
     if format != "robustbench":
@@ -232,7 +258,7 @@ def export(
                         "fields marked TO FILL (listed under fill_in) are for the model's author to complete")
 
 
-@app.command()
+@command()
 def claims(
     out: Path = OutOption,
     write: Path | None = typer.Option(None, "--write",
@@ -244,7 +270,7 @@ def claims(
     out_console().print(f"wrote {write_claims(out, write)}")
 
 
-@app.command()
+@command()
 def report(
     model: str = typer.Option(..., "--model", "-m"),
     dataset: str = typer.Option("mnist", "--dataset", "-d"),
@@ -253,7 +279,7 @@ def report(
     out: Path = OutOption,
 ) -> None:
     """Render the calibration and robustness report of a model's latest run."""
-    from benchmark.leaderboard import report_dir, table
+    from benchmark.board import report_dir, table
     from benchmark.report import write_report
 
     frame = table(out, dataset)
@@ -269,7 +295,7 @@ def report(
     out_console().print(f"wrote {path} and {path.with_suffix('.html')}")
 
 
-@app.command("validate-plugin")
+@command("validate-plugin")
 def validate_plugin_cmd(
     spec: str = typer.Argument(..., help="A registered name, path/to/plugin.py (every plugin it registers) "
                                          "or path/to/plugin.py:name."),

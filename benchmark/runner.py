@@ -54,7 +54,7 @@ class RunRequest:
     epochs: int | None = None
     batch_size: int | None = None
     download: bool = True
-    model_dir: Path | None = None  # where robustbench:<ModelName> weights are kept (default: benchmark.zoo.default_model_dir)
+    model_dir: Path | None = None  # where robustbench:<ModelName> weights are kept (default: zoo.default_model_dir)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -214,7 +214,7 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
         recipe = dataclasses.replace(recipe, epochs=epochs, min_steps=0)
     torch.manual_seed(request.seed)
     network = plugin.build(task).to(device)
-    if plugin.pretrained and request.checkpoint is None:  # published weights (a RobustBench zoo model): nothing to train
+    if plugin.pretrained and request.checkpoint is None:  # a RobustBench zoo model's published weights: no training
         key, seconds = world.on_main(lambda: plugin.load_weights(network, task)), 0.0
     else:
         key = _digest({"plugin": plugin.name, "code": plugin_source_hash(plugin), "version": __version__,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import benchmark.evaluation as evaluation
 from benchmark.cli import app
-from benchmark.leaderboard import EXTRA, SCHEMA
+from benchmark.columns import EXTRA, SCHEMA
 from benchmark.runner import RunRequest, finished_text, run
 
 TINY = dict(dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu", profile="quick")
@@ -300,3 +300,28 @@ def test_a_finished_condition_reads_as_its_headline_and_time():
     assert finished_text(rows, 51.21) == "accuracy 0.546 [0.525, 0.568], 51.2 s"
     assert finished_text([{"metric": "certified_acc", "value": 0.5}], 3.04) == "certified acc 0.500, 3.0 s"
     assert finished_text([{"metric": "zero_grad_share", "value": 0.0}], 5.62) == "5.6 s"
+
+
+@pytest.mark.parametrize("command", [None, *sorted(c.name or c.callback.__name__.replace("_", "-")
+                                                   for c in app.registered_commands)])
+def test_help_shows_every_sentence_whole_and_no_raw_markup(command):
+    """Docstrings wrap in the source, not on screen; ``code`` and <placeholders> reach the user as text; a flag
+    shows no <bool> placeholder."""
+    import typer.main
+
+    click_command = typer.main.get_command(app)
+    if command is not None:
+        click_command = click_command.commands[command]
+    output = CliRunner().invoke(app, [*([command] if command else []), "--help"], env={"COLUMNS": "400"}).output
+    shown = " ".join(output.split())
+    summary = " ".join((click_command.help or "").split("\n\n")[0].split()).replace("``", "").replace("`", "")
+    assert summary in shown
+    for param in click_command.params:
+        if getattr(param, "help", None):
+            assert " ".join(param.help.split()).replace("\\[", "[").replace("`", "") in shown, param.help
+    assert "``" not in output and "<bool>" not in output
+    if command is None:  # each command's summary on one line of the listing
+        for name, sub in click_command.commands.items():
+            line = next(line for line in output.splitlines() if line.split()[:2] == ["│", name])
+            assert " ".join(line.split()).rstrip(" │").endswith(
+                " ".join((sub.help or "").split("\n\n")[0].split()).replace("``", "").replace("`", "")), line
