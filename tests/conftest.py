@@ -34,6 +34,13 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
+@pytest.fixture
+def seeded():
+    """torch's global generator seeded with 0 before each test of a module that declares
+    ``pytestmark = pytest.mark.usefixtures("seeded")``: its random weights and inputs are the same every run."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """A small MLP on a few hundred rows gains nothing from intra-op threads, and on a shared CPU their

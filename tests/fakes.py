@@ -1,5 +1,5 @@
-"""Test doubles: synthetic run directories shaped like the harness's output (for tests of reports and
-leaderboards) and a module wrapper that counts the rows it computes."""
+"""Test doubles and helpers: synthetic run directories shaped like the harness's output (for tests of reports
+and leaderboards), a module wrapper that counts the rows it computes, and the threat model's checks."""
 
 import json
 from pathlib import Path
@@ -24,6 +24,22 @@ class RowCounter(nn.Module):
     def forward(self, x):
         self.rows += x.shape[0]
         return self.module(x)
+
+
+def assert_in_threat_model(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> None:
+    """``x_adv`` has the shape and dtype of ``x``, within its L-inf eps-ball (up to float rounding) and [0, 1]."""
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert (x_adv - x).abs().max().item() <= eps + 1e-6
+    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
+
+
+def ball_samples(x: torch.Tensor, eps: float, n: int) -> torch.Tensor:
+    """n points per input in the eps-ball intersected with [0, 1]: half uniform, half corners."""
+    shape = (n, *x.shape)
+    uniform = (torch.rand(shape, dtype=x.dtype) * 2 - 1) * eps
+    corners = torch.randint(0, 2, shape).to(x.dtype) * 2 * eps - eps
+    delta = torch.cat([uniform[: n // 2], corners[n // 2:]])
+    return (x.unsqueeze(0) + delta).clamp(0, 1)
 
 
 def make_run(run_dir: Path, model: str, dataset: str, attacks: tuple[str, ...], eps: float = 0.3) -> Path:

@@ -7,6 +7,7 @@ layers map the ends): exact primitives compose into sound bounds."""
 
 import pytest
 import torch
+from fakes import ball_samples
 from torch import nn
 
 from benchmark.bounds import (
@@ -36,15 +37,6 @@ def dense_net(seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(2 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
                          nn.Linear(32, 5)).double()
-
-
-def ball_samples(x: torch.Tensor, eps: float, n: int) -> torch.Tensor:
-    """n points per input in the eps-ball intersected with [0, 1]: half uniform, half corners."""
-    shape = (n, *x.shape)
-    uniform = (torch.rand(shape, dtype=x.dtype) * 2 - 1) * eps
-    corners = torch.randint(0, 2, shape).to(x.dtype) * 2 * eps - eps
-    delta = torch.cat([uniform[: n // 2], corners[n // 2:]])
-    return (x.unsqueeze(0) + delta).clamp(0, 1)
 
 
 def optimised_extremes(net: nn.Module, x: torch.Tensor, eps: float,

@@ -23,9 +23,7 @@ from benchmark.predictive import MOMENT_DRAWS, Predictor, gaussian_softmax_log_p
 N_REFERENCE = 200_000
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def _monte_carlo(mean: torch.Tensor, var: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

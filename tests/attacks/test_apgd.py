@@ -4,6 +4,7 @@ the same points, the active set of non-random models, batched targets, and stoch
 import numpy as np
 import pytest
 import torch
+from fakes import assert_in_threat_model
 from torch import nn
 
 from benchmark.attacks import apgd as apgd_module
@@ -43,12 +44,6 @@ class Recorder(nn.Module):
 def accuracy(net, x_adv, y):
     with torch.no_grad():
         return (net(x_adv).argmax(1) == y).float().mean().item()
-
-
-def assert_in_threat_model(x_adv, x, eps):
-    assert x_adv.shape == x.shape and x_adv.dtype == torch.float32
-    assert (x_adv - x).abs().max().item() <= eps + 1e-6
-    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
 
 
 def owners(rows, x, eps):

@@ -5,6 +5,7 @@ random predictors and its own generator."""
 import numpy as np
 import pytest
 import torch
+from fakes import assert_in_threat_model
 from torch import nn
 
 from benchmark.attacks.fab import FAB, NEWTON_STEPS, linf_boundary_step
@@ -42,12 +43,6 @@ def robust_accuracy(net, x_adv, x, y, eps=EPS):
         correct = net(x_adv).argmax(1) == y
     outside = (x_adv - x).flatten(1).abs().amax(1) > eps + 1e-6
     return (correct | outside).float().mean().item()
-
-
-def assert_in_threat_model(x_adv, x, eps=EPS):
-    assert x_adv.shape == x.shape and x_adv.dtype == torch.float32
-    assert (x_adv - x).abs().max().item() <= eps + 1e-6
-    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -116,7 +111,7 @@ def test_at_least_as_strong_as_pyautoattack_fab_t(trained_mlp, test_points):
     targets, steps = 3, 50
     ours = FAB(steps=steps, targets=targets)(Predictor(trained_mlp, "deterministic"), x, y, EPS, 1)
     theirs = pyautoattack_fab_t(trained_mlp, x, y, EPS, steps, targets)
-    assert_in_threat_model(ours, x)
+    assert_in_threat_model(ours, x, EPS)
     clean = robust_accuracy(trained_mlp, x, x, y)
     mine, reference = robust_accuracy(trained_mlp, ours, x, y), robust_accuracy(trained_mlp, theirs, x, y)
     assert mine <= reference + TOL, (mine, reference)
@@ -150,7 +145,7 @@ def test_targets_batched_and_misclassified_examples_untouched(trained_mlp, test_
     assert len(gradient_rows) == 3  # one gradient pass per iteration
     assert gradient_rows[0] == targets * int(correct.sum())  # every target of every correct example, at once
     assert torch.equal(x_adv[~correct], x[~correct])  # already misclassified: returned as it is
-    assert_in_threat_model(x_adv, x)
+    assert_in_threat_model(x_adv, x, EPS)
 
 
 def test_targets_capped_at_the_other_classes(test_points):

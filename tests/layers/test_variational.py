@@ -25,9 +25,7 @@ from benchmark.layers.variational import (
 S = 20_000
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def _randomise(layer):

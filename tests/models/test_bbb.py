@@ -15,10 +15,7 @@ from benchmark.layers.variational import (
 from benchmark.models.bbb import BayesByBackprop
 from benchmark.plugin import Task
 
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])

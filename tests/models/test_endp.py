@@ -29,9 +29,7 @@ S = 40_000
 VAR_RTOL = 0.05
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def _random_moments(*shape):

@@ -12,9 +12,7 @@ MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=6
 CIFAR = Task(dataset="cifar10", input_shape=(3, 32, 32), num_classes=10, n_train=50000)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("task", [MNIST, CIFAR], ids=["1x28x28", "3x32x32"])

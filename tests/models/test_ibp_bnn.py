@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import ball_samples
 from torch import nn
 
 from benchmark.attacks import PGD
@@ -41,12 +42,6 @@ def draw_network(network: nn.Module, seed: int) -> nn.Module:
             module = fixed
         layers.append(copy.deepcopy(module))
     return nn.Sequential(*layers).eval()
-
-
-def ball_samples(x: torch.Tensor, eps: float, n: int) -> torch.Tensor:
-    uniform = (torch.rand((n, *x.shape), dtype=x.dtype) * 2 - 1) * eps
-    corners = (torch.randint(0, 2, (n, *x.shape)).to(x.dtype) * 2 - 1) * eps
-    return (x + torch.cat([uniform[: n // 2], corners[n // 2:]])).clamp(0, 1)
 
 
 @pytest.mark.parametrize("task", [MNIST, CIFAR])

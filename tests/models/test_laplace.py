@@ -13,9 +13,7 @@ from benchmark.plugin import Task
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=96)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def _trained_tiny_problem():

@@ -41,9 +41,7 @@ from benchmark.plugin import EXACT_GRADIENT, Task
 SMALL = Task("mnist", (1, 28, 28), 10, n_train=100)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def _hand_stepped_lif(currents, beta, threshold):

@@ -13,10 +13,7 @@ from benchmark.models.stf_bnn import STFBNN, FirstLayerPosterior, first_layer
 from benchmark.plugin import Task
 from benchmark.training import train
 
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def _data(n, shape):

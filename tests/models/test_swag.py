@@ -14,9 +14,7 @@ from benchmark.plugin import Task, TrainConfig
 MNIST = Task(dataset="mnist", input_shape=(1, 28, 28), num_classes=10, n_train=64)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def test_samples_have_half_diagonal_plus_half_low_rank_covariance():

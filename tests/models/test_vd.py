@@ -17,10 +17,7 @@ from benchmark.models.vd import (
 )
 from benchmark.plugin import Task
 
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # tests/conftest.py
 
 
 def neg_kl_numerical(alpha: float, n: int = 2_000_000) -> float:
