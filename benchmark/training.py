@@ -11,7 +11,11 @@ from torch import nn
 from benchmark.data import to_float
 from benchmark.errors import BenchmarkError
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
-from benchmark.progress import progress_bar
+from benchmark.progress import console, progress_bar
+
+#: fewer optimisation steps than this leave even the bundled plugins' small networks undertrained; a recipe that
+#: asks for fewer (a small training set with no ``TrainConfig.min_steps``) is warned about, not changed
+FEW_STEPS = 500
 
 
 def make_optimizer(network: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -33,6 +37,10 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
     steps_per_epoch = math.ceil(n / config.batch_size)
     epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
     total_steps = steps_per_epoch * epochs
+    if total_steps < FEW_STEPS:
+        console.print(f"[bold yellow]warning:[/] {plugin.name} trains for only {total_steps} optimisation steps "
+                      f"({epochs} epoch(s) of {steps_per_epoch}), fewer than {FEW_STEPS}: the model may be "
+                      "undertrained; give its TrainConfig a min_steps (the bundled plugins use 900)")
     schedule = ((lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) if config.lr_schedule == "cosine"
                 else (lambda step: 1.0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
