@@ -34,9 +34,7 @@ class Threshold(nn.Module):
 class Stalls(Attack):
     """Finds the push at small budgets and gives up at large ones, as an attack whose loss saturates does."""
 
-    name = "stalls"
-
-    def __call__(self, predictor, x, y, eps, draws):
+    def perturb(self, predictor, x, y, eps, draws):
         if eps >= 0.25:
             return x.clone()
         pushed = x.clone()

@@ -80,11 +80,10 @@ def test_input_noise_is_independent_of_the_models_own_draws():
 class Reseeds(Attack):
     """Returns the clean input after drawing from the global generator ``draws`` times and then reseeding it."""
 
-    name = "reseeds"
     reseed: int = 0
     burn: int = 0
 
-    def __call__(self, predictor, x, y, eps, draws):
+    def perturb(self, predictor, x, y, eps, draws):
         torch.randn(self.burn)
         torch.manual_seed(self.reseed)
         return x.clone()

@@ -109,7 +109,6 @@ class _Rows:
 class APGD(Attack):
     """Auto-PGD (L-inf) on cross-entropy, DLR or targeted DLR, with an active set on non-random models."""
 
-    name = "apgd"
     loss: str = "ce"  # "ce", "dlr" or "dlr-targeted"
     steps: int = 100
     restarts: int = 1
@@ -121,7 +120,7 @@ class APGD(Attack):
         return replace(self, seed=seed)
 
     @torch.no_grad()
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         if self.loss not in (*LOSSES, "dlr-targeted"):
             raise ValueError(f"APGD loss must be one of {[*LOSSES, 'dlr-targeted']}, got {self.loss!r}")
         if self.targets < 1:

@@ -43,7 +43,6 @@ STANDARD_SQUARE_QUERIES = 5000
 class AutoAttack(Attack):
     """AutoAttack's standard ensemble, or APGD-CE and APGD-DLR on the K-draw average for stochastic models."""
 
-    name = "autoattack"
     seed: int = 0
     steps: int = STANDARD_STEPS  # of every APGD and FAB stage
     queries: int = STANDARD_SQUARE_QUERIES  # of the Square stage
@@ -77,7 +76,7 @@ class AutoAttack(Attack):
                 "fab-t": FAB(steps=self.steps, targets=targets, seed=self.seed),
                 "square": Square(queries=self.queries, seed=self.seed)}[stage]
 
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         if predictor.num_classes is None:  # learnt from the first output
             with torch.no_grad():
                 predictor.probs(x[:1], draws)

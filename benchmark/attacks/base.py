@@ -2,29 +2,50 @@
 
 An attack receives the :class:`~benchmark.predictive.Predictor`, never the bare network, so the loss it
 follows is always the deployed rule's: the EOT loss over ``draws`` samples for stochastic models.
+
+As in Foolbox 3, calling an attack is final and enforces the threat model for every attack: a subclass
+implements :meth:`Attack.perturb`, and :meth:`Attack.__call__` refuses any result outside the eps-ball
+around ``x`` or outside [0, 1], so no attack's point can be scored unchecked. An attack has no name of its
+own: its class is its family, and the condition it runs as is named by its plan line
+(:class:`~benchmark.attacks.plan.PlannedAttack`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import ClassVar, final
 
 import torch
 
 from benchmark.attacks.losses import LOSSES
+from benchmark.errors import HarnessBug, PluginOutputError
 from benchmark.predictive import Predictor
 
+#: how far past eps a returned point may lie: the float rounding of x + eps and of the projection
+ROUNDING = 1e-6
 
 @dataclass(frozen=True)
 class Attack(ABC):
     """An L-inf attack; its dataclass fields are its settings, recorded with every result."""
 
-    name: ClassVar[str]
     white_box: ClassVar[bool] = True  # follows the model's gradients (black-box attacks check those)
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides Attack.__call__, which checks the threat model for every "
+                            f"attack; implement perturb() instead")
+
+    @final
     def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+        """Adversarial inputs for ``x``: :meth:`perturb`'s, refused unless within the threat model."""
+        x_adv = self.perturb(predictor, x, y, eps, draws)
+        check_threat_model(type(self).__name__, x_adv, x, eps)
+        return x_adv
+
+    @abstractmethod
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         """Return adversarial inputs within the eps-ball around ``x`` and inside [0, 1]."""
 
     def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> Attack:
@@ -58,6 +79,20 @@ def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws
             loss = LOSSES[objective](log_pred, y)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return Gradient(loss.detach(), log_pred.detach().argmax(-1) != y, grad)
+
+
+def check_threat_model(attack: str, x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> None:
+    """Raise unless ``x_adv`` has the shape of ``x`` and lies within its eps-ball (L-inf, up to ``ROUNDING``)
+    and inside [0, 1]: a point outside is the harness's bug. A non-finite point is the plugin's: its input
+    gradients were not finite."""
+    if x_adv.shape != x.shape:
+        raise HarnessBug(f"{attack} returned shape {tuple(x_adv.shape)} for inputs of shape {tuple(x.shape)}")
+    if x_adv.numel() == 0:
+        return
+    if not torch.isfinite(x_adv).all():
+        raise PluginOutputError(f"{attack} produced NaN inputs: the network's input gradients are not finite")
+    if (x_adv - x).abs().max() > eps + ROUNDING or x_adv.min() < 0 or x_adv.max() > 1:
+        raise HarnessBug(f"{attack} left the eps-ball or [0, 1]")
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -25,12 +25,11 @@ from benchmark.predictive import Predictor
 class BPDA(Attack):
     """``attack`` with the network's backward switched to ``variant`` (``switch()``) while it runs."""
 
-    name = "bpda"
     attack: Attack
     variant: str
     switch: Callable[[], AbstractContextManager] = field(compare=False, repr=False)
 
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         with self.switch():
             return self.attack(predictor, x, y, eps, draws)
 

@@ -124,7 +124,6 @@ def _sorted_root(cap: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) 
 class FAB(Attack):
     """Targeted L-inf FAB (FAB-T), all targets batched, examples leaving once broken within eps."""
 
-    name = "fab"
     steps: int = 100
     restarts: int = 1
     targets: int = 9  # capped at C - 1
@@ -136,7 +135,7 @@ class FAB(Attack):
     def for_run(self, seed: int, surrogate: tuple[str, Predictor] | None) -> FAB:
         return replace(self, seed=seed)
 
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         if predictor.is_random:
             raise ValueError("FAB runs only on deterministic predictors: a stochastic model's class and boundary "
                              "change between draws; attack it with EOT-PGD or Square instead")

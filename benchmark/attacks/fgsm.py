@@ -14,8 +14,6 @@ from benchmark.predictive import Predictor
 class FGSM(Attack):
     """One signed-gradient step of size eps on the deployed rule's loss."""
 
-    name = "fgsm"
-
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         grad = input_gradient(predictor, x, y, draws).grad
         return project(x + eps * grad.sign(), x, eps).detach()

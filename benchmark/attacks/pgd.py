@@ -29,7 +29,6 @@ from benchmark.predictive import Predictor
 class PGD(Attack):
     """L-inf PGD with random start and restarts, keeping each example's best point over all steps."""
 
-    name = "pgd"
     steps: int = 20
     restarts: int = 1
     step_size: float = 2.5  # in units of eps / steps (Madry et al.)
@@ -37,7 +36,7 @@ class PGD(Attack):
     objective: str = "ce"  # "dlr" (benchmark.attacks.losses), or "likelihood": the plugin's own loss
     stop_when_broken: bool = True  # non-random models: drop an example once misclassified (module docstring)
 
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         alpha = self.step_size * eps / self.steps
         best_x = x.clone()
         best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)

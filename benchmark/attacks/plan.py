@@ -42,7 +42,8 @@ NOT_APPLICABLE = {"randomness": "the model is not random",
 
 @dataclass(frozen=True)
 class PlannedAttack:
-    """One line of a plan; ``name`` is the condition's name in metrics.csv."""
+    """One line of a plan; ``name`` is the condition's name in metrics.csv, and the only name an attack has
+    (its class is its family: the same PGD runs as ``pgd``, ``pgd-eot2x`` and ``pgd-bpda-<variant>``)."""
 
     name: str
     attack: Attack

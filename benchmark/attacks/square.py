@@ -78,7 +78,6 @@ def _signs(generator: torch.Generator, shape: tuple[int, ...], device: torch.dev
 class Square(Attack):
     """Gradient-free random search on the deployed rule's margin: the check against gradient masking."""
 
-    name = "square"
     white_box = False
     queries: int = 1000
     p_init: float = 0.8
@@ -88,7 +87,7 @@ class Square(Attack):
         return replace(self, seed=seed)
 
     @torch.no_grad()
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed)
         n, channels, height, width = x.shape
 

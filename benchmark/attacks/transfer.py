@@ -21,7 +21,6 @@ from benchmark.predictive import Predictor
 class Transfer(Attack):
     """PGD crafted on a deterministic surrogate, evaluated on the model under test."""
 
-    name = "transfer"
     white_box = False
     surrogate: Predictor | None = field(default=None, compare=False, repr=False)
     surrogate_name: str = "baseline"
@@ -34,7 +33,7 @@ class Transfer(Attack):
         name, predictor = surrogate
         return replace(self, surrogate=predictor, surrogate_name=name)
 
-    def __call__(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
+    def perturb(self, predictor: Predictor, x: torch.Tensor, y: torch.Tensor, eps: float, draws: int) -> torch.Tensor:
         return PGD(steps=self.steps, restarts=self.restarts, stop_when_broken=False)(self.surrogate, x, y, eps, 1)
 
     def settings(self, predictor: Predictor) -> dict:

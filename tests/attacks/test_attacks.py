@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from fakes import RowCounter
+from fakes import RowCounter, assert_in_threat_model
 from torch import nn
 
 from benchmark.attacks import FGSM, PGD, AutoAttack, input_gradient
@@ -12,19 +12,6 @@ from benchmark.predictive import Predictor
 
 def accuracy(predictor, x, y, draws=1):
     return (predictor.probs(x, draws).argmax(1) == y).float().mean().item()
-
-
-@pytest.mark.parametrize("attack", [FGSM(), PGD(steps=10), PGD(steps=10, restarts=2)])
-def test_attacks_lower_accuracy_and_respect_the_threat_model(trained_mlp, mnist_sample, attack):
-    _, _, x, y = mnist_sample
-    predictor = Predictor(trained_mlp, "deterministic")
-    eps = 0.1
-    x_adv = attack(predictor, x, y, eps, draws=1)
-    clean, robust = accuracy(predictor, x, y), accuracy(predictor, x_adv, y)
-    assert clean > 0.85
-    assert robust < clean - 0.2
-    assert (x_adv - x).abs().max() <= eps + 1e-6
-    assert x_adv.min() >= 0 and x_adv.max() <= 1
 
 
 def test_pgd_is_at_least_as_strong_as_fgsm(trained_mlp, mnist_sample):
@@ -81,7 +68,7 @@ def test_autoattack_standard_is_at_least_as_strong_as_pgd(trained_mlp, mnist_sam
     x, y = x[:40], y[:40]
     predictor = Predictor(trained_mlp, "deterministic")
     x_adv = AutoAttack(seed=0)(predictor, x, y, 0.1, 1)
-    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert_in_threat_model(x_adv, x, 0.1)
     assert accuracy(predictor, x_adv, y) <= accuracy(predictor, PGD(steps=20)(predictor, x, y, 0.1, 1), y) + 1e-9
 
 
@@ -167,7 +154,7 @@ def test_autoattack_runs_on_datasets_with_few_classes(classes, kind):
     eps = 0.03
     attack = AutoAttack(seed=0, queries=100)  # the stages, not the budget
     x_adv = attack(predictor, x, y, eps, draws=4)
-    assert (x_adv - x).abs().max() <= eps + 1e-6
+    assert_in_threat_model(x_adv, x, eps)
     # some points survive APGD-CE, so the later (DLR, targeted) stages ran on them
     assert 0 < accuracy(predictor, x_adv, y, draws=8) < 1
     stages = attack.settings(predictor)["stages"]

@@ -19,14 +19,13 @@ from benchmark.profiles import PROFILES, get_profile
 class Corner(Attack):
     """A test attack: every pixel to the far side of the ball, no gradient needed."""
 
-    name = "corner"
     white_box = False
     seed: int = -1
 
     def for_run(self, seed, surrogate):
         return replace(self, seed=seed)
 
-    def __call__(self, predictor, x, y, eps, draws):
+    def perturb(self, predictor, x, y, eps, draws):
         return project(x + eps, x, eps)
 
 
