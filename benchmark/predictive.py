@@ -184,15 +184,3 @@ class Predictor:
             raise PluginOutputError(f"the predictive probabilities of {bad} of {x.shape[0]} inputs are NaN or inf")
         return p
 
-
-class DeployedRule(nn.Module):
-    """The predictor as an ``nn.Module`` returning log predictive probabilities (valid logits), for
-    attack libraries that expect a model: every call is the K-draw average of the deployed rule."""
-
-    def __init__(self, predictor: Predictor, draws: int):
-        super().__init__()
-        self.predictor = predictor
-        self.draws = draws
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.predictor.log_predictive(x, self.draws)
