@@ -30,7 +30,7 @@ from benchmark.outputs import logits_of
 from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
-from benchmark.progress import progress_bar
+from benchmark.progress import counting_passes, progress_bar
 from benchmark.randomness import row_correlation
 
 
@@ -169,12 +169,13 @@ class Evaluator:
         mine = [b for b in range(-(-n // bs)) if self.world.owns(b)]
         with progress_bar() as bar:
             job = bar.add_task(condition.id, total=sum(min(bs, n - b * bs) for b in mine))
-            for b in mine:
-                seed = batch_seed(self.seed, condition, b)
-                torch.manual_seed(seed)
-                sl = slice(b * bs, (b + 1) * bs)
-                yield b, seed, to_float(x[sl].to(self.device)), y[sl].to(self.device)
-                bar.update(job, advance=min(bs, n - b * bs))
+            with counting_passes(bar, job):  # the bar moves per batch; the count of network passes within it
+                for b in mine:
+                    seed = batch_seed(self.seed, condition, b)
+                    torch.manual_seed(seed)
+                    sl = slice(b * bs, (b + 1) * bs)
+                    yield b, seed, to_float(x[sl].to(self.device)), y[sl].to(self.device)
+                    bar.update(job, advance=min(bs, n - b * bs))
 
     def _map(self, condition: Condition, fn: Callable, index: np.ndarray | None = None) -> list:
         """``fn(seed, inputs, labels)`` on this rank's batches; every batch's result, in order, on every rank.

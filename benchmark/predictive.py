@@ -20,6 +20,7 @@ from torch import nn
 
 from benchmark.errors import PluginOutputError
 from benchmark.outputs import checked_logits
+from benchmark.progress import network_pass
 
 #: per-example loss of a plugin's own likelihood, from the network's output and the labels
 Likelihood = Callable[[object, torch.Tensor], torch.Tensor]
@@ -110,6 +111,7 @@ class Predictor:
     def _checked(self, out, batch: int) -> torch.Tensor:
         """The logits (the mean for moment models) of one network call, after checking them against the
         contract and against earlier calls (class count, ensemble size)."""
+        network_pass()
         out = checked_logits(self.kind, out, batch, self.num_classes)
         self.num_classes = out.shape[-1]
         if self.kind == "ensemble":
