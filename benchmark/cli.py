@@ -119,22 +119,37 @@ def run(
     row = execute(request)
     stdout = out_console()
     stdout.print(after_run_table(row))
-    stdout.print(f"robust accuracy at eps={row['eps']:.4g}: {row['robust_acc']:.4f} "
-                 f"(95% interval {row['robust_acc_ci_low']:.4f}-{row['robust_acc_ci_high']:.4f}, "
-                 f"worst of R={row['reevals']}: {row['robust_acc_worst']:.4f}); "
-                 f"S={row['samples']}, K={row['eot']}")
-    stdout.print(f"run: {Path(out) / 'runs' / row['run_id']}  leaderboard: {Path(out) / 'leaderboards'}")
+    for line in after_run_paths(row, Path(out)):
+        stdout.print(line, soft_wrap=True, highlight=False)
 
 
 def after_run_table(row: dict) -> Table:
-    """What one run measured and cost, the leaderboard row's headline columns."""
+    """What one run measured and cost, one leaderboard column a line, so that it reads whole in 80 columns; the
+    robust accuracy with its interval, its worst case over the R re-evaluations and the draws behind it."""
     from benchmark.columns import AFTER_RUN
+    from benchmark.render import eps_text, interval_text
 
-    table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)")
+    table = Table(title=f"{row['model']} on {row['dataset']} ({row['profile']} profile)", show_header=False)
+    table.add_column("column", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     for column in AFTER_RUN:
-        table.add_column(column.name)
-    table.add_row(*(c.text(row[c.name]) for c in AFTER_RUN))
+        value = column.text(row[column.name])
+        if column.name == "robust_acc":
+            value = (f"{interval_text(row['robust_acc'], row['robust_acc_ci_low'], row['robust_acc_ci_high'], 4)} "
+                     f"at eps {eps_text(row['eps'])}; worst of R={row['reevals']}: "
+                     f"{column.text(row['robust_acc_worst'])}; S={row['samples']}, K={row['eot']}")
+        table.add_row(column.name, value or "none")
     return table
+
+
+def after_run_paths(row: dict, out: Path) -> list[str]:
+    """The last lines after a run: where to look next, the report first."""
+    from benchmark.leaderboard import report_dir
+
+    report = report_dir(out, row["dataset"], row["protocol"], row["model"])
+    return [f"report: {report / 'report.html'} (and report.md)",
+            f"run: {out / 'runs' / row['run_id']}",
+            f"leaderboard: {out / 'leaderboards' / 'index.html'}"]
 
 
 def _run_suite(request) -> None:

@@ -196,7 +196,9 @@ def test_cli_run_and_leaderboard_rebuild_leave_a_checkouts_published_board_alone
     result = runner.invoke(app, ["run", "--model", "baseline", "--dataset", "mnist-5k", "--n-train", "300",
                                  "--n-test", "20", "--epochs", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "robust accuracy at eps=0.3" in result.output
+    assert "at eps 0.3; worst of R=1" in " ".join(result.output.split())
+    report = next(line for line in result.output.splitlines() if line.startswith("report: ")).split()[1]
+    assert (tmp_path / report).is_file() and report.endswith("report.html")
     results = tmp_path / "results"
     assert (results / "leaderboards" / "index.html").exists() and list((results / "runs").iterdir())
     assert published.read_text() == "the published board" and not (tmp_path / "runs").exists()
@@ -221,19 +223,30 @@ def test_every_default_named_in_an_option_help_is_shown(command):
     assert all(default in shown for default in declared), (declared, shown)
 
 
-def test_the_after_run_table_is_whole_in_a_log_file(monkeypatch):
-    """A run under nohup writes to a file, where no terminal sets the width: nothing may be cut to "…"."""
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_after_run_table_is_whole_at_80_columns_and_in_a_log_file(monkeypatch, terminal):
+    """A terminal of 80 columns, or a run under nohup writing to a file: nothing may be cut to "…"."""
     from benchmark.cli import after_run_table, out_console
     from benchmark.columns import AFTER_RUN
 
-    monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    if terminal:
+        monkeypatch.setenv("COLUMNS", "80")
+    else:
+        monkeypatch.delenv("COLUMNS", raising=False)
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     row = {"model": "vdp-unscented", "dataset": "cifar10-jpeg", "profile": "reference",
-           **{c.name: 0.123456 for c in AFTER_RUN}, "flags": "short-attack-not-converged;shattered-gradients"}
+           **{c.name: 0.123456 for c in AFTER_RUN}, "flags": "short-attack-not-converged;shattered-gradients",
+           "eps": 8 / 255, "robust_acc_ci_low": 0.1, "robust_acc_ci_high": 0.15, "robust_acc_worst": 0.09,
+           "reevals": 3, "samples": 8, "eot": 4}
     console = out_console()
     with console.capture() as captured:
         console.print(after_run_table(row))
-    assert "…" not in captured.get() and all(c.name in captured.get() for c in AFTER_RUN), captured.get()
+    text = captured.get()
+    assert "…" not in text and all(c.name in text for c in AFTER_RUN), text
+    assert max(len(line) for line in text.splitlines()) <= (80 if terminal else 200)
+    joined = " ".join(text.replace("│", " ").split())
+    assert "0.1235 [0.1000, 0.1500] at eps 8/255; worst of R=3: 0.0900; S=8, K=4" in joined
+    assert "flags short-attack-not-converged;shattered-gradients" in joined
 
 
 def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path):
