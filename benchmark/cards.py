@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.board import datasets_on_board, table
 from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import datasets_on_board, table
 from benchmark.registry import create_model
 from benchmark.render import eps_text
 from benchmark.store import atomic_write_text, slug

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.board import CERTIFIED, board_tables, protocols, read_board
 from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import CERTIFIED, board_tables, protocols, read_board
 from benchmark.metrics import mean_interval
 from benchmark.render import eps_text, interval_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text

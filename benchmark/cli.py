@@ -144,7 +144,7 @@ def after_run_table(row: dict) -> Table:
 
 def after_run_paths(row: dict, out: Path) -> list[str]:
     """The last lines after a run: where to look next, the report first."""
-    from benchmark.leaderboard import report_dir
+    from benchmark.board import report_dir
 
     report = report_dir(out, row["dataset"], row["protocol"], row["model"])
     return [f"report: {report / 'report.html'} (and report.md)",

@@ -80,7 +80,7 @@ def make_run(run_dir: Path, model: str, dataset: str, attacks: tuple[str, ...], 
 def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: float = 0.5,
                       protocol: str = "quick", robust_auc: float = 0.5, flags: str = "") -> Path:
     """A finished run under ``out/runs`` with a leaderboard row (summary.json), as ``benchmark run`` leaves it."""
-    from benchmark.leaderboard import EXTRA, SCHEMA
+    from benchmark.columns import EXTRA, SCHEMA
 
     run_id = f"{dataset}-{abs(hash((model, protocol))) % 10**8}-quick"
     run_dir = make_run(Path(out) / "runs" / run_id, model, dataset, ("fgsm", "pgd"), eps=0.1)

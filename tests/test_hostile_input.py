@@ -14,8 +14,9 @@ from fakes import make_finished_run
 
 import benchmark.leaderboard as leaderboard
 import benchmark.store as store
+from benchmark.board import spreadsheet_safe
 from benchmark.errors import BenchmarkError, PluginOutputError
-from benchmark.leaderboard import publish, spreadsheet_safe
+from benchmark.leaderboard import publish
 from benchmark.predictive import Predictor
 from benchmark.runner import RunRequest, run
 

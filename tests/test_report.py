@@ -125,16 +125,18 @@ def test_every_dataset_description_shows_under_its_leaderboard_heading_escaped(t
     assert "> CIFAR-10 decoded from a public JPEG (quality 75) copy &lt;b&gt;lossy&lt;/b&gt; \\| \\[not\\](x)" in mine
     page = (boards / "index.html").read_text(encoding="utf-8")
     assert "<i>official" not in page and "<b>lossy" not in page
-    note = "<p class='note'>The &lt;i&gt;official&lt;/i&gt; MNIST | 60k/10k</p>"
+    note = "<blockquote>The &lt;i&gt;official&lt;/i&gt; MNIST | 60k/10k</blockquote>"
     lacking = ", ".join(name for name in list_models() if name not in ("model-a", "model-b"))
     protocol = f"<p>Every row of this table was measured under the quick protocol. Registered plugins without a " \
                f"row here yet: {lacking}.</p>"
-    assert f"(quick protocol)</small></h2>{note}{protocol}<table>" in page
-    assert "<p class='note'>CIFAR-10 decoded from a public JPEG (quality 75) copy &lt;b&gt;lossy&lt;/b&gt;" in page
+    assert f"<h2>mnist</h2>\n{note}\n<h3>Protocol: quick</h3>\n{protocol}\n<table>" in page
+    assert page.count(note) == 1  # once under the dataset's heading, not once per protocol
+    assert "<blockquote>CIFAR-10 decoded from a public JPEG (quality 75) copy &lt;b&gt;lossy&lt;/b&gt;" in page
 
 
 def test_a_run_without_a_recorded_description_shows_no_note(tmp_path: Path) -> None:
     make_finished_run(tmp_path, "model-a")
     publish(tmp_path, "mnist")
     assert "\n> " not in (tmp_path / "leaderboards" / "mnist.md").read_text(encoding="utf-8")
-    assert "class='note'" not in (tmp_path / "leaderboards" / "index.html").read_text(encoding="utf-8")
+    page = (tmp_path / "leaderboards" / "index.html").read_text(encoding="utf-8")
+    assert "<blockquote>" not in page and "<h2>mnist</h2>\n<h3>Protocol: quick</h3>" in page

@@ -208,7 +208,7 @@ def test_a_certified_point_is_never_flipped_by_pgd_on_the_same_weights(mnist_sam
 
 @pytest.mark.slow
 def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
-    from benchmark.leaderboard import EXTRA, SCHEMA
+    from benchmark.columns import EXTRA, SCHEMA
     from benchmark.runner import RunRequest, run
 
     row = run(RunRequest(model="ibp-bnn", dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu",
