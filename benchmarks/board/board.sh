@@ -9,7 +9,7 @@
 #                                               need) in pending/, replacing what it held; refused, with
 #                                               pending/ unchanged, if that adds over BOARD_MAX_MB (50) MB
 #   board.sh publish WORK...                    add the finished runs of WORK... to leaderboards/ (the rows
-#                                               already there stay) and regenerate docs/claims.md
+#                                               already there stay), regenerate docs/claims.md and leaderboards/README.md's provenance
 #
 # BOARD_PENDING (default: pending/ beside this script) and BOARD_REPO (default: the repository holding it)
 # point elsewhere, for tests.
@@ -74,6 +74,7 @@ publish() {
   rm -rf "$repo/leaderboards"
   cp -r "$stage/leaderboards" "$repo/leaderboards"
   rm -rf "$stage"
+  python -m benchmark.reference_docs "$repo"  # leaderboards/README.md's provenance tables, from the new CSVs
 }
 
 [ $# -ge 1 ] || usage
