@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # reports are rendered headless, on servers and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 DPI = 120
 
@@ -94,15 +95,21 @@ def _save(fig: plt.Figure, path: Path) -> None:
 BASELINE = "baseline"
 
 
+#: seaborn's colour-blind palette without its grey: the baseline is black and the reference lines are grey
+COLOURS = [colour for i, colour in enumerate(sns.color_palette("colorblind")) if i != 7]
+#: ten markers, coprime with the nine colours: two models of one colour never share a marker (below 90 models)
+MARKERS = "osD^vP*Xph"
+#: the baseline's dashes left out; a colour's next round of models takes the next line style
+LINE_STYLES = ("-", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+
+
 def model_styles(models: list[str]) -> dict[str, dict]:
-    """One look per model that survives colour blindness and greyscale: seaborn's colour-blind palette, cycled
-    with markers and line styles when there are more models than colours; the baseline black and dashed, drawn
-    last so every method is read against it."""
-    palette = sns.color_palette("colorblind")
-    markers, lines = "osD^vP*Xph<>", ["-", "-.", ":"]
+    """One look per model that survives colour blindness and greyscale: a board has more models than a reader
+    tells colours apart, so two models of one colour differ in marker and in line style too (up to 36 models);
+    the baseline black and dashed, drawn last so every method is read against it."""
     others = [m for m in models if m != BASELINE]
-    styles = {m: dict(color=palette[i % len(palette)], marker=markers[i % len(markers)],
-                      linestyle=lines[(i // len(palette)) % len(lines)], linewidth=1.4, zorder=2)
+    styles = {m: dict(color=COLOURS[i % len(COLOURS)], marker=MARKERS[i % len(MARKERS)],
+                      linestyle=LINE_STYLES[(i // len(COLOURS)) % len(LINE_STYLES)], linewidth=1.4, zorder=2)
               for i, m in enumerate(others)}
     if BASELINE in models:
         styles[BASELINE] = dict(color="black", marker="s", linestyle="--", linewidth=2.4, zorder=3)
@@ -148,22 +155,84 @@ def plot_board_noise(rows: pd.DataFrame, curves: pd.DataFrame, path: Path) -> No
 
 
 def plot_board_tradeoff(rows: pd.DataFrame, path: Path) -> None:
+    """Draw :func:`tradeoff_figure` into ``path``."""
+    _save(tradeoff_figure(rows), path)
+
+
+#: the tradeoff scatter's markers (points squared) and names (points)
+MARKER_AREA, LABEL_SIZE = 60, 8
+LABEL_PAD = 1  # points of white around a name
+#: where a name may sit around its point, nearest first: beside, above or below it, then at a corner; each
+#: direction at the first ring's distance (points from the point to the name's near edge), then at the next
+#: ring's, joined to the point by a thin line
+LABEL_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1))
+LABEL_RINGS = (5, 14, 24, 36, 50)
+
+
+def tradeoff_figure(rows: pd.DataFrame) -> plt.Figure:
     """Clean accuracy against robustness (the normalised area under the robust-accuracy curve), one point per
     model, named; dashed lines through the baseline split the plane into better and worse on each axis; a hollow
     marker is a flagged row (its robustness may be overstated)."""
     styles = model_styles(list(rows.model))
     with sns.axes_style("whitegrid"):
-        fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+        fig, ax = plt.subplots(figsize=(7, 5), dpi=DPI, layout="constrained")
     for row in rows.itertuples():
         style = styles[row.model]
         flagged = isinstance(row.flags, str) and bool(row.flags)
-        ax.scatter(row.robust_auc, row.clean_acc, marker=style["marker"], s=60, zorder=style["zorder"],
+        ax.scatter(row.robust_auc, row.clean_acc, marker=style["marker"], s=MARKER_AREA, zorder=style["zorder"],
                    facecolors="none" if flagged else style["color"], edgecolors=style["color"], linewidths=1.5)
-        ax.annotate(row.model, (row.robust_auc, row.clean_acc), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
         if row.model == BASELINE:
             ax.axvline(row.robust_auc, color="black", linestyle="--", linewidth=1)
             ax.axhline(row.clean_acc, color="black", linestyle="--", linewidth=1)
+    ax.margins(0.12)  # room for the names of the points at the edges
     ax.set(xlabel="robustness: normalised area under robust accuracy against ε", ylabel="clean accuracy",
            title="Clean accuracy against robustness (up and right is better; hollow: flagged)")
-    _save(fig, path)
+    fig.canvas.draw()  # the layout settles the axes first: the names are placed in its pixels, which then stay
+    fig.set_layout_engine("none")
+    _name_points(ax, list(zip(rows.robust_auc, rows.clean_acc, strict=True)), list(rows.model))
+    return fig
+
+
+def _name_points(ax: plt.Axes, points: list[tuple[float, float]], names: list[str]) -> None:
+    """Name each point at the nearest place around it (measured with the renderer's text extents) where the name
+    covers no other name and no point, stays inside the axes, and is nearer its own point than any other (so it
+    cannot be read as another's); where no place is free, at the least covered one."""
+    renderer = ax.figure.canvas.get_renderer()
+    pixels = ax.figure.dpi / 72  # per point
+    radius = np.sqrt(MARKER_AREA) / 2 * pixels
+    anchors = ax.transData.transform(points)
+    taken = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in anchors]
+    inside = ax.get_window_extent(renderer)
+    for i, ((x, y), point, name) in enumerate(zip(anchors, points, names, strict=True)):
+        probe = ax.text(0, 0, name, fontsize=LABEL_SIZE)
+        width, height = probe.get_window_extent(renderer).size + 2 * LABEL_PAD * pixels
+        probe.remove()
+        places = []
+        for ring in LABEL_RINGS:
+            for across, up in LABEL_DIRECTIONS:
+                left = x + across * ring * pixels - width * (across < 0) - width / 2 * (across == 0)
+                bottom = y + up * ring * pixels - height * (up < 0) - height / 2 * (up == 0)
+                box = Bbox.from_bounds(left, bottom, width, height)
+                covered = sum(_overlap(box, other) for other in taken) + width * height - _overlap(box, inside)
+                mistaken = any(_distance(box, other) < ring * pixels for j, other in enumerate(anchors) if j != i)
+                # rounded: an area computed as a difference is not exactly 0 when nothing is covered
+                places.append((round(covered + mistaken * width * height, 3), ring, across, up, box))
+        _, ring, across, up, box = min(places, key=lambda place: place[0])  # the nearest of the least covered
+        ax.annotate(name, point, xytext=(across * ring, up * ring), textcoords="offset points", fontsize=LABEL_SIZE,
+                    ha={1: "left", -1: "right", 0: "center"}[across], va={1: "bottom", -1: "top", 0: "center"}[up],
+                    bbox=dict(boxstyle=f"square,pad={LABEL_PAD / LABEL_SIZE}", facecolor="white", edgecolor="none",
+                              alpha=0.8),  # the baseline's dashed lines pass behind a name, not through it
+                    arrowprops=None if ring == LABEL_RINGS[0] else dict(arrowstyle="-", color="0.4", linewidth=0.7,
+                                                                        shrinkA=0, shrinkB=radius / pixels))
+        taken.append(box)
+
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    """The area two boxes share."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def _distance(box: Bbox, point: np.ndarray) -> float:
+    """How far ``point`` is from ``box`` (0 inside it)."""
+    return float(np.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1)))

@@ -1,9 +1,11 @@
 """A leaderboard row's identity is its whole protocol: runs with overrides never replace or mix with the
 profile's own rows (docs/architecture.md, "Leaderboard schema")."""
 
+import itertools
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 from fakes import make_finished_run
 
@@ -97,15 +99,48 @@ def test_the_curves_and_figures_of_every_model_are_published(tmp_path):
         assert f"(figures/mnist/quick/{name}.png)" in markdown and f'src="figures/mnist/quick/{name}.png"' in page
 
 
-def test_the_baseline_is_black_and_dashed_and_every_other_model_looks_different():
+def test_the_baseline_is_black_and_dashed_and_models_of_one_colour_differ_in_marker_and_line():
+    """A board has more models than a reader tells colours apart: two models of one colour must still differ in
+    both marker (the scatter shows colour and marker only) and line style."""
     from benchmark.figures import model_styles
 
-    models = ["baseline", *(f"m{i}" for i in range(15))]
-    styles = model_styles(models)
-    assert (styles["baseline"]["color"], styles["baseline"]["linestyle"]) == ("black", "--")
-    looks = {(tuple(s["color"]), s["marker"], s["linestyle"]) for m, s in styles.items() if m != "baseline"}
-    assert len(looks) == 15
+    styles = model_styles(["baseline", *(f"m{i}" for i in range(36))])
+    assert (styles.pop("baseline")["color"], "--") == ("black", "--")
+    assert all(s["linestyle"] != "--" and s["color"] != "black" for s in styles.values())
+    for a, b in itertools.combinations(styles.values(), 2):
+        if tuple(a["color"]) == tuple(b["color"]):
+            assert a["marker"] != b["marker"] and a["linestyle"] != b["linestyle"], (a, b)
 
+
+#: the MNIST reference board's points (robust_auc, clean_acc, flagged): baseline, laplace and mc-dropout crowd
+#: within a few pixels of one another
+CROWDED = [("vdp-unscented", 0.4797, 0.967, False), ("stf-bnn", 0.4707, 0.9805, False), ("vdp", 0.4606, 0.9685, False),
+           ("ensemble", 0.4469, 0.9845, False), ("laplace", 0.4023, 0.984, False), ("swag", 0.3427, 0.986, False),
+           ("kap-2d", 0.339, 0.956, False), ("bbb", 0.4642, 0.979, True), ("ibp-bnn", 0.4534, 0.949, True),
+           ("vd", 0.4478, 0.9685, True), ("kap", 0.4279, 0.9725, True), ("mc-dropout", 0.4174, 0.9815, True),
+           ("baseline", 0.4015, 0.984, True), ("endp", 0.3717, 0.974, True), ("snn", 0.2342, 0.929, True),
+           ("snn-noise", 0.2163, 0.8935, True)]
+
+
+def test_the_tradeoff_names_cover_no_other_name_nor_point_and_stay_inside():
+    from matplotlib.text import Text
+
+    from benchmark.figures import tradeoff_figure
+
+    rows = pd.DataFrame([(m, auc, clean, "zero-grad" if flag else np.nan) for m, auc, clean, flag in CROWDED],
+                        columns=["model", "robust_auc", "clean_acc", "flags"])
+    figure = tradeoff_figure(rows)
+    figure.canvas.draw()  # places each name at its offset from its point
+    ax, renderer = figure.axes[0], figure.canvas.get_renderer()
+    names = {text.get_text(): Text.get_window_extent(text, renderer) for text in ax.texts}  # the text, not its line
+    assert sorted(names) == sorted(rows.model)
+    for (a, box_a), (b, box_b) in itertools.combinations(names.items(), 2):
+        assert not box_a.overlaps(box_b), (a, b)
+    points = dict(zip(rows.model, ax.transData.transform(rows[["robust_auc", "clean_acc"]].to_numpy()), strict=True))
+    for name, box in names.items():
+        assert not any(box.padded(2).contains(*point) for other, point in points.items() if other != name), name
+        assert ax.get_window_extent(renderer).padded(1).contains(box.x0, box.y0), name
+        assert ax.get_window_extent(renderer).padded(1).contains(box.x1, box.y1), name
 
 
 def test_the_built_in_datasets_come_first_in_their_own_order(tmp_path):
