@@ -73,7 +73,7 @@ def index_page(boards: list[Board]) -> str:
     return html_page(TITLE, blocks if boards else [*blocks, Paragraph("No runs yet.")], wide=True)
 
 
-def cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
+def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
     """The displayed columns of ``part`` (one protocol's rows), with the robust accuracy (and its interval) at
     every eps of the sweep below the row's own as columns of their own, just before ``robust_acc``."""
     curve = robust_curves(eps_curves)
@@ -115,7 +115,7 @@ def _protocol_blocks(board: Board, suffix: str, level: int) -> list[Block]:
 
 
 def _table(board: Board, rows: pd.DataFrame, suffix: str) -> Table:
-    frame = cells(rows, board.eps_curves)
+    frame = _cells(rows, board.eps_curves)
     links = tuple(f"reports/{report_link(board.dataset, protocol, model)}/report.{suffix}"
                   for protocol, model in zip(rows.protocol, rows.model, strict=True))
     return Table(frame, links=links, sortable=True,

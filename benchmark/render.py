@@ -176,11 +176,15 @@ def markdown(blocks: list[Block]) -> str:
                 parts.append(markdown_table(frame, links))
             case Bullets(items):
                 parts.append("\n".join(f"- {markdown_text(item)}" for item in items))
-            case Image(file, alt):
-                parts.append(f"![{alt}]({file})")
+            case Image():
+                parts.append(_markdown_image(block))
             case Figures(images):
-                parts.append("\n".join(f"![{image.alt}]({image.file})" for image in images))
+                parts.append("\n".join(_markdown_image(image) for image in images))
     return "\n\n".join(parts) + "\n"
+
+
+def _markdown_image(image: Image) -> str:
+    return f"![{image.alt}]({image.file})"
 
 
 # ---------------------------------------------------------------- HTML
