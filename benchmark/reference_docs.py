@@ -3,7 +3,8 @@
 the provenance of the published rows (read from the leaderboards' CSVs).
 
 Each table stands in a Markdown file between two markers, ``<!-- generated: NAME ... -->`` and
-``<!-- end generated: NAME -->``. ``python -m benchmark.reference_docs`` rewrites every block in place;
+``<!-- end generated: NAME -->``. ``python -m benchmark.reference_docs [ROOT [NAME ...]]`` rewrites the blocks in
+place (every one, or those named);
 ``tests/test_reference_docs.py`` fails when a block differs from what the code generates now.
 """
 
@@ -106,9 +107,12 @@ def stale_blocks(root: Path = ROOT) -> list[str]:
     return stale
 
 
-def write_blocks(root: Path = ROOT) -> None:
-    """Rewrite every generated block in place (a file missing its markers is an error naming them)."""
+def write_blocks(root: Path = ROOT, names: tuple[str, ...] = ()) -> None:
+    """Rewrite the generated blocks called ``names`` (all, if none) in place; a file missing its markers is an
+    error naming them."""
     for (file, name), generate in BLOCKS.items():
+        if names and name not in names:
+            continue
         path = root / file
         text = path.read_text(encoding="utf-8")
         if not _pattern(name).search(text):
@@ -119,5 +123,5 @@ def write_blocks(root: Path = ROOT) -> None:
                         encoding="utf-8")
 
 
-if __name__ == "__main__":
-    write_blocks(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)
+if __name__ == "__main__":  # python -m benchmark.reference_docs [ROOT [BLOCK ...]]
+    write_blocks(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT, tuple(sys.argv[2:]))

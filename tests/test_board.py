@@ -84,6 +84,8 @@ def test_publishing_adds_finished_runs_to_the_published_board(tmp_path):
     publish(repo, "mnist")
     shutil.rmtree(repo / "runs")  # the repository holds the board, not its runs
     (repo / "docs").mkdir()
+    (repo / "leaderboards" / "README.md").write_text(
+        "# provenance\n<!-- generated: provenance (x) -->\n<!-- end generated: provenance -->\n")
     make_finished_run(work, "bbb", robust=0.4)
     _unfinished_run(work, "mnist-vd-reference-2", "k2")
     _board("publish", work, pending=tmp_path / "pending", repo=repo)
@@ -91,4 +93,5 @@ def test_publishing_adds_finished_runs_to_the_published_board(tmp_path):
     assert dict(zip(rows.model, rows.robust_acc, strict=True)) == {"baseline": 0.2, "bbb": 0.4}
     assert (repo / "leaderboards" / "reports" / "mnist" / "quick" / "bbb" / "report.md").is_file()
     assert (repo / "docs" / "claims.md").is_file()
+    assert "| bbb |" in (repo / "leaderboards" / "README.md").read_text()  # the provenance tables, regenerated
     assert not (repo / "runs").exists() and not (repo / "leaderboards" / ".lock").exists()

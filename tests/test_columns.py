@@ -84,14 +84,14 @@ def test_the_run_command_prints_the_declared_columns(tmp_path, monkeypatch):
     from benchmark.cli import app
 
     row = {name: 0.5 for name in columns.NAMES} | {"model": "m", "dataset": "d", "profile": "quick", "run_id": "r",
-                                                   "flags": "zero-grad", "train_seconds": 1.5, "reevals": 3,
-                                                   "samples": 8, "eot": 4}
+                                                   "protocol": "quick", "flags": "zero-grad", "train_seconds": 1.5,
+                                                   "reevals": 3, "samples": 8, "eot": 4}
     monkeypatch.setattr(benchmark.runner, "run", lambda request: row)
     result = CliRunner().invoke(app, ["run", "--model", "m", "--out", str(tmp_path)], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    header = next(line for line in result.output.splitlines() if "clean_acc" in line)
-    assert [word.strip("┃│ ") for word in header.split("┃" if "┃" in header else "│") if word.strip("┃│ ")] == \
-        [c.name for c in columns.AFTER_RUN]
+    names = [cells[0] for line in result.output.splitlines()
+             if len(cells := [cell.strip() for cell in line.strip("│ ").split("│")]) == 2]
+    assert names == [c.name for c in columns.AFTER_RUN]  # one line per declared column, in order
     assert "0.5000" in result.output and "zero-grad" in result.output and "1.5" in result.output
 
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from fakes import make_finished_run
 
-import benchmark.leaderboard as leaderboard
 import benchmark.store as store
 from benchmark.board import spreadsheet_safe
 from benchmark.errors import BenchmarkError, PluginOutputError
@@ -107,7 +106,7 @@ def _no_space(*args, **kwargs):
 @pytest.mark.slow
 def test_full_disk_under_leaderboards_keeps_the_run_and_a_rebuild_recovers(tmp_path, monkeypatch):
     run_dir = make_finished_run(tmp_path, "model-a")
-    monkeypatch.setattr(leaderboard, "atomic_write_text", _no_space)
+    monkeypatch.setattr(store, "atomic_write_bytes", _no_space)  # every table and page goes through it
     with pytest.raises(BenchmarkError, match="No space left on device.*run directory is kept"):
         publish(tmp_path, "mnist")
     assert (run_dir / "summary.json").exists()

@@ -74,7 +74,8 @@ publish() {
   rm -rf "$repo/leaderboards"
   cp -r "$stage/leaderboards" "$repo/leaderboards"
   rm -rf "$stage"
-  python -m benchmark.reference_docs "$repo"  # leaderboards/README.md's provenance tables, from the new CSVs
+  # leaderboards/README.md's provenance tables, from the new CSVs
+  [ ! -f "$repo/leaderboards/README.md" ] || python -m benchmark.reference_docs "$repo" provenance
 }
 
 [ $# -ge 1 ] || usage
