@@ -5,7 +5,6 @@ their content, and the reports' renderer and style sheet.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from benchmark import diagnostics
@@ -20,6 +19,7 @@ from benchmark.board import (
     robust_curves,
 )
 from benchmark.columns import BY_NAME, DISPLAY
+from benchmark.names import eps_up_to, same_eps, split_flags
 from benchmark.render import (
     Badges,
     Block,
@@ -78,7 +78,7 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
     every eps of the sweep below the row's own as columns of their own, just before ``robust_acc``."""
     curve = robust_curves(eps_curves)
     curve = curve[curve.protocol.isin(part.protocol)]
-    smaller = sorted({e for e in curve.eps if not (part.eps <= e * (1 + 1e-9)).all()})
+    smaller = sorted({e for e in curve.eps if not eps_up_to(part.eps.to_numpy(dtype=float), e).all()})
     dataset_eps = float(part.eps.max())  # one protocol: one eps
     columns = [*DISPLAY[:DISPLAY.index("robust_acc")], *(f"{ROBUST_AT}{eps_text(e, dataset_eps)}" for e in smaller),
                *DISPLAY[DISPLAY.index("robust_acc"):]]
@@ -87,11 +87,10 @@ def _cells(part: pd.DataFrame, eps_curves: pd.DataFrame) -> pd.DataFrame:
         shown = {c: BY_NAME[c].text(row[c]) for c in DISPLAY}
         shown["eps"] = eps_text(row.eps, dataset_eps)
         shown["robust_acc"] = Interval(row.robust_acc, row.robust_acc_ci_low, row.robust_acc_ci_high)
-        shown["flags"] = Badges(tuple((name, FLAG_MEANINGS.get(name, "")) for name in shown["flags"].split(";")
-                                      if name))
+        shown["flags"] = Badges(tuple((name, FLAG_MEANINGS.get(name, "")) for name in split_flags(row["flags"])))
         mine = curve[curve.model == row.model]
         for e in smaller:
-            at = mine[np.isclose(mine.eps, e)]
+            at = mine[same_eps(mine.eps, e)]
             shown[f"{ROBUST_AT}{eps_text(e, dataset_eps)}"] = ("" if at.empty else
                                                                Interval(*at.iloc[0][list(EPS_METRICS)]))
         rows.append([shown[c] for c in columns])

@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmark.board import datasets_on_board, table
 from benchmark.errors import BenchmarkError
+from benchmark.names import split_attacks
 from benchmark.registry import create_model
 from benchmark.render import eps_text
 from benchmark.store import atomic_write_text, slug
@@ -53,7 +54,7 @@ def card(row: pd.Series) -> dict:
     """The RobustBench card of one leaderboard row."""
     paper = paper_of(str(row.model))
     zoo = is_zoo_model(str(row.model))
-    attacks = str(row.attacks)
+    attacks = split_attacks(row.attacks)
     values = {
         "link": paper.get("link", TO_FILL),
         "name": paper.get("title", TO_FILL),
@@ -68,8 +69,8 @@ def card(row: pd.Series) -> dict:
         "reported": TO_FILL,
         "autoattack_acc": f"{100 * float(row.robust_acc):.2f}",
         "footnote": (f"Measured by this suite under its {row.protocol} protocol on {int(row.n_examples)} test images: "
-                     f"the per-example worst case over {attacks.replace('+', ', ')}"
-                     + ("" if "autoattack" in attacks.split("+") else " (AutoAttack not among them)")
+                     f"the per-example worst case over {', '.join(attacks)}"
+                     + ("" if "autoattack" in attacks else " (AutoAttack not among them)")
                      + (f", S = {int(row.samples)} draws per decision" if row.predictive == "stochastic" else "")
                      + f"; 95% interval [{100 * row.robust_acc_ci_low:.2f}, {100 * row.robust_acc_ci_high:.2f}]."),
     }

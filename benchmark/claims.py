@@ -10,22 +10,20 @@ over every attack, and the page names the attack that broke it; otherwise it *do
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from benchmark.board import CERTIFIED, board_tables, protocols, read_board
+from benchmark.board import board_tables, protocols, read_board
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import mean_interval
+from benchmark.names import CERTIFIED, ROBUST, same_eps, split_flags
 from benchmark.render import eps_text, interval_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
 
 FLAGGED_HOLDS = "holds only on a flagged row"
 WEAK_ATTACKS = ("fgsm", "pgd")  # one gradient step, and PGD-20: where most robustness claims stop
-ROBUST = "robust"
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
           dataset: str, protocol: str) -> Verdict:
     """The verdict on ``claim`` for ``model`` against the claim's reference, from one protocol's rows."""
     row = rows[rows.model == model].iloc[0]
-    flags = _text(row["flags"])
+    flags = split_flags(row["flags"])
     if claim.evidence == "noise":
         verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
     elif claim.evidence == "certified":
@@ -108,13 +106,9 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
     else:
         verdict, why, points = _attack(model, claim.reference, eps_curves, float(row.eps))
     if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
-        named = " and ".join(flags.split(";"))
+        named = " and ".join(flags)
         verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {named}: its robust accuracy may be too high"
     return Verdict(claim, model, dataset, protocol, verdict, why, points)
-
-
-def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _curve(eps_curves: pd.DataFrame, model: str, attack: str) -> dict[float, Interval]:
@@ -130,7 +124,7 @@ def _weakest(eps_curves: pd.DataFrame, model: str, eps: float) -> tuple[str, Int
 
 def _strongest(eps_curves: pd.DataFrame, model: str, eps: float) -> str:
     """The attack with the lowest accuracy on ``model`` at ``eps``: the one that broke it."""
-    part = eps_curves[(eps_curves.model == model) & np.isclose(eps_curves.eps, eps)
+    part = eps_curves[(eps_curves.model == model) & same_eps(eps_curves.eps, eps)
                       & ~eps_curves.attack.isin([ROBUST, CERTIFIED])]
     return str(part.sort_values("accuracy").attack.iloc[0]) if not part.empty else "unknown"
 
@@ -184,7 +178,7 @@ def _noise(model: str, reference: str, noise_curves: pd.DataFrame, n: int) -> tu
 def _certified(claim: Claim, model: str, eps_curves: pd.DataFrame,
                dataset_eps: float) -> tuple[str, str, pd.DataFrame]:
     certified, attacked = _curve(eps_curves, model, CERTIFIED), _curve(eps_curves, claim.reference, ROBUST)
-    at = next((e for e in certified if claim.eps is None or math.isclose(e, claim.eps, rel_tol=1e-6)), None)
+    at = next((e for e in certified if claim.eps is None or same_eps(e, claim.eps)), None)
     if at is None or at not in attacked:
         return ("untested", f"no certified accuracy of {model} at eps {claim.eps:g} beside {claim.reference}'s robust "
                 "accuracy (run at that eps, e.g. a sweep that contains it)", pd.DataFrame())

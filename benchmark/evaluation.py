@@ -26,6 +26,7 @@ from benchmark.data import to_float
 from benchmark.distributed import World
 from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
 from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
+from benchmark.names import CERTIFY, CLEAN, DIAGNOSTICS, NOISE, condition_id, metric_row, same_eps
 from benchmark.outputs import logits_of
 from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
@@ -38,12 +39,12 @@ from benchmark.randomness import row_correlation
 class Condition:
     """One evaluation condition; its ``id`` names its stored results and seeds its batches."""
 
-    name: str  # clean | noise | diagnostics | an attack's name in Evaluator.attacks
-    param: float | None = None  # sigma for noise, eps for attacks
+    name: str  # clean | noise | diagnostics | certify | an attack's name in Evaluator.attacks (benchmark.names)
+    param: float | None = None  # sigma for noise, eps for attacks and certify
 
     @property
     def id(self) -> str:
-        return self.name if self.param is None else f"{self.name}-{self.param:.6g}"
+        return condition_id(self.name, self.param)
 
 
 @dataclass(frozen=True)
@@ -139,13 +140,13 @@ class Evaluator:
         """Every condition in order. Each eps of the sweep, smallest first, gets the whole attack set, white-box
         attacks before the black-box ones that check them; the large eps, a collapse check, gets the main attack.
         Every attack runs only on the examples that survived what came before it (:meth:`survivors`)."""
-        conditions = [Condition("clean"), Condition("diagnostics")]
-        conditions += [Condition("noise", s) for s in self.profile.noise_sigmas if s > 0]
+        conditions = [Condition(CLEAN), Condition(DIAGNOSTICS)]
+        conditions += [Condition(NOISE, s) for s in self.profile.noise_sigmas if s > 0]
         ordered = sorted(self.attacks, key=lambda name: not self.attacks[name].attack.white_box)
         for eps in self.eps_sweep:
             conditions += [Condition(name, eps) for name in ([MAIN] if eps == self.large_eps else ordered)]
         if self.bounds is not None:
-            conditions += [Condition("certify", e) for e in self.eps_sweep if e != self.large_eps]
+            conditions += [Condition(CERTIFY, e) for e in self.eps_sweep if e != self.large_eps]
         return conditions
 
     def attack_settings(self) -> dict:
@@ -154,11 +155,11 @@ class Evaluator:
 
     def run(self, condition: Condition,
             clean_entropy: np.ndarray | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
-        if condition.name in ("clean", "noise"):
+        if condition.name in (CLEAN, NOISE):
             return self._predictive(condition, clean_entropy)
-        if condition.name == "diagnostics":
+        if condition.name == DIAGNOSTICS:
             return self._diagnostics()
-        if condition.name == "certify":
+        if condition.name == CERTIFY:
             return self._certify(condition)
         return self._attack(condition)
 
@@ -206,9 +207,9 @@ class Evaluator:
         y = self.y.cpu()
         metrics = classification_metrics(p, y)
         entropy = predictive_entropy(p)
-        rows = [_row(condition.name, condition.param, k, v) for k, v in metrics.items()]
-        if condition.name == "noise" and clean_entropy is not None:  # None: the clean condition failed
-            rows.append(_row("noise", sigma, "auroc", auroc(torch.as_tensor(clean_entropy), entropy)))
+        rows = [metric_row(condition.name, condition.param, k, v) for k, v in metrics.items()]
+        if condition.name == NOISE and clean_entropy is not None:  # None: the clean condition failed
+            rows.append(metric_row(NOISE, sigma, "auroc", auroc(torch.as_tensor(clean_entropy), entropy)))
         arrays = {"probs": p.numpy(), "correct": (p.argmax(1) == y).numpy()[None, :], "entropy": entropy.numpy()}
         return rows, arrays
 
@@ -235,17 +236,17 @@ class Evaluator:
 
         # every batch's result is the same 7-tuple: the transposed columns have equal length
         zero, nonfinite, prob_rows, variations, correlations, exact_zero, sizes = zip(
-            *self._map(Condition("diagnostics"), batch_counts), strict=True)
+            *self._map(Condition(DIAGNOSTICS), batch_counts), strict=True)
         zero, nonfinite, prob_rows, variation, n = (sum(zero), sum(nonfinite), sum(prob_rows), max(variations),
                                                     sum(sizes))
-        rows = [_row("diagnostics", None, "zero_grad_share", zero / n),
-                _row("diagnostics", None, "nan_grad_share", nonfinite / n),
-                _row("diagnostics", None, "probability_output_share", prob_rows / n),
-                _row("diagnostics", None, "output_variation", variation)]
+        rows = [metric_row(DIAGNOSTICS, None, "zero_grad_share", zero / n),
+                metric_row(DIAGNOSTICS, None, "nan_grad_share", nonfinite / n),
+                metric_row(DIAGNOSTICS, None, "probability_output_share", prob_rows / n),
+                metric_row(DIAGNOSTICS, None, "output_variation", variation)]
         if self.predictor.is_random:
-            rows.append(_row("diagnostics", None, "row_correlation", float(np.nanmean(correlations))))
+            rows.append(metric_row(DIAGNOSTICS, None, "row_correlation", float(np.nanmean(correlations))))
         if self.exact_gradient is not None:
-            rows.append(_row("diagnostics", None, "exact_zero_grad_share", sum(exact_zero) / n))
+            rows.append(metric_row(DIAGNOSTICS, None, "exact_zero_grad_share", sum(exact_zero) / n))
         return rows, {"n": np.array([n])}
 
     def survivors(self, condition: Condition) -> np.ndarray:
@@ -257,7 +258,7 @@ class Evaluator:
         known to be broken, and every example is attacked."""
         if self.load is None:
             return np.ones(len(self.y), dtype=bool)
-        clean = self.load(Condition("clean").id)
+        clean = self.load(condition_id(CLEAN))
         if clean is None:
             raise PluginOutputError("the clean condition failed, so no example is known to survive to be attacked")
         alive = clean["correct"].any(0)
@@ -265,9 +266,9 @@ class Evaluator:
         for earlier in self.plan():
             if earlier.name not in self.attacks or earlier == condition:
                 continue
-            same_eps = np.isclose(earlier.param, condition.param)
-            if earlier.param < condition.param and not same_eps or (
-                    same_eps and black and self.attacks[earlier.name].attack.white_box):
+            same = same_eps(earlier.param, condition.param)
+            if earlier.param < condition.param and not same or (
+                    same and black and self.attacks[earlier.name].attack.white_box):
                 arrays = self.load(earlier.id)
                 if arrays is not None:
                     alive &= arrays["correct"].any(0)
@@ -292,7 +293,7 @@ class Evaluator:
         if len(index):
             full[:, index] = torch.cat(correct, dim=1).numpy()
         rows = accuracy_rows(condition.name, eps, full)
-        rows.append(_row(condition.name, eps, "attacked", len(index)))
+        rows.append(metric_row(condition.name, eps, "attacked", len(index)))
         return rows, {"correct": full}
 
 
@@ -311,10 +312,10 @@ class Evaluator:
 
         cert = torch.cat(self._map(condition, batch_certified), dim=1).numpy()
         acc, low, high = mean_interval([cert.all(axis=0).mean()], cert.shape[1])
-        rows = [_row("certify", eps, "certified_acc", acc), _row("certify", eps, "certified_acc_ci_low", low),
-                _row("certify", eps, "certified_acc_ci_high", high),
-                _row("certify", eps, "certified_pair_fraction", cert.mean()),
-                _row("certify", eps, "samples", cert.shape[0])]
+        rows = [metric_row(CERTIFY, eps, "certified_acc", acc), metric_row(CERTIFY, eps, "certified_acc_ci_low", low),
+                metric_row(CERTIFY, eps, "certified_acc_ci_high", high),
+                metric_row(CERTIFY, eps, "certified_pair_fraction", cert.mean()),
+                metric_row(CERTIFY, eps, "samples", cert.shape[0])]
         return rows, {"certified": cert}
 
     def _checked_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,9 +333,5 @@ def accuracy_rows(name: str, param: float, correct: np.ndarray) -> list[dict]:
     per_run = correct.mean(axis=1)
     mean, low, high = mean_interval(list(per_run), correct.shape[1])
     worst = correct.all(axis=0).mean()
-    return [_row(name, param, "accuracy", mean), _row(name, param, "accuracy_ci_low", low),
-            _row(name, param, "accuracy_ci_high", high), _row(name, param, "accuracy_worst", worst)]
-
-
-def _row(condition: str, param: float | None, metric: str, value: float) -> dict:
-    return {"condition": condition, "param": param, "metric": metric, "value": float(value)}
+    return [metric_row(name, param, "accuracy", mean), metric_row(name, param, "accuracy_ci_low", low),
+            metric_row(name, param, "accuracy_ci_high", high), metric_row(name, param, "accuracy_worst", worst)]

@@ -8,6 +8,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from benchmark.names import ROBUST
 from benchmark.render import eps_text, missing
 
 matplotlib.use("Agg")  # reports are rendered headless, on servers and in CI
@@ -63,17 +64,17 @@ def plot_noise(noise: pd.DataFrame, path: Path) -> None:
 
 def plot_eps(attacks: dict[str, pd.DataFrame], eps: float, path: Path) -> None:
     """Accuracy against epsilon per attack, and the per-example worst case with its 95% interval."""
-    names = [n for n in attacks if n != "robust"]
+    names = [n for n in attacks if n != ROBUST]
     palette = dict(zip(names, sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names)), strict=True))
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="tight")
     for name, frame in attacks.items():
-        if name == "robust":
+        if name == ROBUST:
             continue
         ax.plot(frame.index, frame["accuracy"], marker="o", linestyle="-" if len(frame) > 1 else "none",
                 color=palette[name], label=name)
-    if "robust" in attacks:
-        robust = attacks["robust"]
+    if ROBUST in attacks:
+        robust = attacks[ROBUST]
         ax.plot(robust.index, robust["accuracy"], color="black", linewidth=2, marker="s",
                 label="robust (worst over attacks)")
         if {"accuracy_ci_low", "accuracy_ci_high"} <= set(robust.columns):

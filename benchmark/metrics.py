@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, multiclass_calibration_error
 
+from benchmark.names import eps_up_to, same_eps
+
 N_BINS = 15
 
 # torchmetrics bins with bucketize(right=True), which counts a confidence of exactly 1.0 in a hidden
@@ -117,8 +119,8 @@ def robust_auc(clean_acc: float, eps_points: Sequence[float], robust_accs: Seque
     ``eps`` alone it separates models that all fall to 0 at the largest eps. NaN if ``eps`` itself was not
     measured (a failed attack leaves the curve unknown)."""
     points = sorted((float(e), float(a)) for e, a in zip(eps_points, robust_accs, strict=True)
-                    if 0 < e <= eps * (1 + 1e-9))
-    if eps <= 0 or not points or not math.isclose(points[-1][0], eps, rel_tol=1e-9) or math.isnan(clean_acc):
+                    if 0 < e and eps_up_to(e, eps))
+    if eps <= 0 or not points or not same_eps(points[-1][0], eps) or math.isnan(clean_acc):
         return float("nan")
     xs, ys = np.array([0.0] + [e for e, _ in points]), np.array([clean_acc] + [a for _, a in points])
     return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / eps)

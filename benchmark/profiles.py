@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 
 from benchmark.attacks.plan import PlannedAttack, attack_plan
 from benchmark.errors import BenchmarkError
+from benchmark.names import eps_key, same_eps
 
 NOISE_SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -56,8 +56,8 @@ class Profile:
         base = PROFILES[self.name].as_dict() if self.name in PROFILES else {}
         changed = {key: _short(value) for key, value in self.as_dict().items()
                    if key != "name" and base.get(key, object()) != value}
-        if not math.isclose(eps, dataset_eps, rel_tol=1e-9, abs_tol=1e-12):
-            changed["eps"] = f"{eps:.6g}"
+        if not same_eps(eps, dataset_eps):
+            changed["eps"] = eps_key(eps)
         if given_weights:
             changed["weights"] = "given"
         return self.name + (f"[{', '.join(f'{k}={v}' for k, v in sorted(changed.items()))}]" if changed else "")

@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from benchmark.names import join_flags
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -136,7 +138,7 @@ def _cell_text(cell: object) -> str:
         case Interval(value, low, high):
             return interval_text(value, low, high)
         case Badges(items):
-            return ";".join(name for name, _ in items)
+            return join_flags(name for name, _ in items)
     return str(cell)
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
+from benchmark.names import METRIC_COLUMNS
 
-METRIC_COLUMNS = ["condition", "param", "metric", "value"]
 #: where a command keeps runs/, checkpoints/ and leaderboards/ unless ``--out`` says otherwise: a folder of the
 #: user's own, so that a run from inside a checkout never rewrites the published leaderboards/ (``--out .`` does)
 DEFAULT_OUT = Path("results")
