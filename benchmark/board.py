@@ -16,6 +16,8 @@ import pandas as pd
 
 from benchmark.columns import NAMES
 from benchmark.data.builtin import BUILTIN_DATASETS
+from benchmark.names import ROBUST, eps_up_to, published_eps
+from benchmark.results import RunResults
 from benchmark.store import atomic_write_text, list_runs, read_json, slug, write_json
 
 # the named profiles' own protocols first, then any with overrides
@@ -23,7 +25,6 @@ PROFILE_ORDER = {"standard": 0, "reference": 1, "quick": 2}
 #: The rank within a protocol: robustness over the whole eps range first (the curve's normalised area), then
 #: the accuracy at the dataset's eps, then clean accuracy. Flagged rows are ranked after, and apart from, the rest.
 SORT_KEY = ("robust_auc", "robust_acc", "clean_acc")
-CERTIFIED = "certified"
 EPS_METRICS = ("accuracy", "accuracy_ci_low", "accuracy_ci_high")
 NOISE_METRICS = ("accuracy", "ece", "auroc")
 EPS_COLUMNS = ["model", "protocol", "attack", "eps", *EPS_METRICS]
@@ -168,30 +169,23 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every row's accuracy (with its interval) under each attack, as the worst case (``robust``) and, for
     plugins with interval bounds, the certified accuracy (``certified``) at each eps of its sweep up to the row's
     eps, and its accuracy, ECE and entropy AUROC at each noise sigma, read from the
-    row's run (long tables)."""
+    row's run (long tables); a point where its condition failed, as NaN."""
     eps_rows, noise_rows = [], []
     _, eps_published, noise_published = (published(Path(out) / "leaderboards", str(frame.dataset.iloc[0]))
                                          if not frame.empty else (None, None, None))
     for row in frame.itertuples():
-        path = Path(out) / "runs" / str(row.run_id) / "metrics.csv"
-        if not path.exists():  # a published row: its curves as published
+        run_dir = Path(out) / "runs" / str(row.run_id)
+        if not (run_dir / "metrics.csv").exists():  # a published row: its curves as published
             for rows, found in ((eps_rows, eps_published), (noise_rows, noise_published)):
                 rows += found[(found.model == row.model) & (found.protocol == row.protocol)].to_dict("records")
             continue
-        metrics = pd.read_csv(path)
-        certify = metrics.condition == "certify"  # the certified lower bound, read as one more curve
-        metrics.loc[certify, "metric"] = metrics.loc[certify, "metric"].str.replace("certified_acc", "accuracy")
-        metrics.loc[certify, "condition"] = CERTIFIED
-        scored = metrics[metrics.metric == "accuracy_ci_low"].condition.unique()  # the attacks, robust, certified
-        attacked = metrics[metrics.condition.isin(scored)].pivot_table(index=["condition", "param"], columns="metric",
-                                                                        values="value")
-        for (attack, eps), values in attacked.iterrows():
-            if float(eps) <= float(row.eps) * (1 + 1e-9):  # the collapse check at a larger eps is not the curve
-                eps_rows.append({"model": row.model, "protocol": row.protocol, "attack": attack,
-                                 "eps": float(f"{float(eps):.12g}"),  # 0.1, not the sweep's 0.09999999999999999
-                                 **{m: values.get(m) for m in EPS_METRICS}})
-        noise = metrics[metrics.condition == "noise"].pivot_table(index="param", columns="metric", values="value")
-        for sigma, values in noise.iterrows():
+        results = RunResults.read(run_dir)
+        for attack, curve in results.eps_curves().items():
+            for eps, values in curve.iterrows():
+                if eps_up_to(float(eps), float(row.eps)):  # the collapse check at a larger eps is not the curve
+                    eps_rows.append({"model": row.model, "protocol": row.protocol, "attack": attack,
+                                     "eps": published_eps(eps), **{m: values.get(m) for m in EPS_METRICS}})
+        for sigma, values in results.noise_curve(failed=True).iterrows():
             noise_rows.append({"model": row.model, "protocol": row.protocol, "sigma": float(sigma),
                                **{m: values.get(m) for m in NOISE_METRICS}})
     eps_frame = pd.DataFrame(eps_rows, columns=EPS_COLUMNS)
@@ -202,7 +196,7 @@ def curves(out: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def robust_curves(eps_curves: pd.DataFrame) -> pd.DataFrame:
     """The worst case over every attack (the leaderboard's robust accuracy) from the long eps table."""
-    return eps_curves[eps_curves.attack == "robust"]
+    return eps_curves[eps_curves.attack == ROBUST]
 
 
 # ---------------------------------------------------------------- notes and escaping

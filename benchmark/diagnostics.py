@@ -13,12 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from benchmark.attacks.plan import MAIN, MORE_DRAWS, MORE_STEPS
+from benchmark.names import CLEAN, DIAGNOSTICS, condition_id, metric_row
 from benchmark.randomness import SHARED_CORRELATION
+
+if TYPE_CHECKING:  # the reader builds the leaderboard row from these flags: a runtime import would be a cycle
+    from benchmark.results import RunResults
 
 ZERO_GRAD_TOLERANCE = 0.01  # share of clean inputs with an all-zero input gradient
 CHANCE_MARGIN = 0.05  # accuracy at the large eps may exceed chance by at most this much
@@ -50,8 +54,8 @@ class Flag:
     """One gradient-masking check.
 
     ``evidence`` is the metric of condition ``diagnostics`` in metrics.csv it is decided on (absent counts as
-    0.0); None means the number of failed conditions (rows with metric ``failed``). ``fires(value, threshold,
-    num_classes, predictive)`` says whether the flag fires; ``meaning`` is what a fired flag tells a reader.
+    0.0); None means the number of failed conditions. ``fires(value, threshold, num_classes, predictive)`` says
+    whether the flag fires; ``meaning`` is what a fired flag tells a reader.
     """
 
     name: str
@@ -61,14 +65,14 @@ class Flag:
     fires: Callable[[float, float, int, str], bool] = _above
     absent: float = 0.0  # the evidence's value when it was not measured (a p-value: 1)
 
-    def value(self, metrics: pd.DataFrame) -> float:
-        """The evidence of this flag in ``metrics``."""
+    def value(self, results: RunResults) -> float:
+        """The evidence of this flag in a run's results."""
         if self.evidence is None:
-            return float((metrics.metric == "failed").sum())
-        return metrics[metrics.condition == "diagnostics"].set_index("metric").value.get(self.evidence, self.absent)
+            return float(len(results.failed))
+        return results.evidence.get(self.evidence, self.absent)
 
-    def fired(self, metrics: pd.DataFrame, num_classes: int, predictive: str) -> bool:
-        return bool(self.fires(self.value(metrics), self.threshold, num_classes, predictive))
+    def fired(self, results: RunResults, num_classes: int, predictive: str) -> bool:
+        return bool(self.fires(self.value(results), self.threshold, num_classes, predictive))
 
 
 #: Every flag, in the order the leaderboard's ``flags`` column lists them.
@@ -136,8 +140,6 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     (the cascade leaves a large eps only the survivors of the smaller ones; :func:`strongest_backward` names it).
     Evidence that rests on a failed condition is left out.
     """
-    from benchmark.evaluation import Condition
-
     rows = [("large_eps_accuracy", accuracy(MAIN, large_eps)),
             ("more_steps_gain", accuracy(MORE_STEPS, eps) - accuracy(MAIN, eps))]
     if MORE_DRAWS in attacks:
@@ -151,7 +153,7 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     tests = {"more_steps_p": [], "fewer_steps_p": [], "eot_p": []}
     gains, p_values = [], []
     for at in sorted({eps, *sweep}):
-        correct = {"clean": load(Condition("clean").id)} | {name: load(Condition(name, at).id) for name in attacks}
+        correct = {CLEAN: load(condition_id(CLEAN))} | {name: load(condition_id(name, at)) for name in attacks}
         main, longer, more_draws = (correct.get(name) for name in (MAIN, MORE_STEPS, MORE_DRAWS))
         if main is not None and longer is not None:
             tests["more_steps_p"].append(sign_test(longer, main))
@@ -160,7 +162,7 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
             tests["eot_p"].append(min(1.0, 2 * min(sign_test(more_draws, main), sign_test(main, more_draws))))
         if any(c is None for c in correct.values()):
             continue
-        white = correct["clean"]
+        white = correct[CLEAN]
         for name, is_white in attacks.items():
             if is_white:
                 white = white & correct[name]
@@ -173,8 +175,7 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     rows += [(metric, min(1.0, len(p) * min(p))) for metric, p in tests.items() if p]
     if p_values:
         rows += [("blackbox_gain", max(gains)), ("blackbox_p", min(1.0, len(p_values) * min(p_values)))]
-    return [{"condition": "diagnostics", "param": None, "metric": metric, "value": float(value)}
-            for metric, value in rows if not np.isnan(value)]
+    return [metric_row(DIAGNOSTICS, None, metric, value) for metric, value in rows if not np.isnan(value)]
 
 
 def strongest_backward(accuracies: dict[str, float]) -> str | None:
@@ -185,6 +186,6 @@ def strongest_backward(accuracies: dict[str, float]) -> str | None:
     return min(finished, key=finished.get) if finished else None
 
 
-def flags(metrics: pd.DataFrame, num_classes: int, predictive: str) -> list[str]:
-    """The names of the flags that fired, in the order of :data:`FLAGS`."""
-    return [flag.name for flag in FLAGS if flag.fired(metrics, num_classes, predictive)]
+def flags(results: RunResults, num_classes: int, predictive: str) -> list[str]:
+    """The names of the flags that fired in a run's results, in the order of :data:`FLAGS`."""
+    return [flag.name for flag in FLAGS if flag.fired(results, num_classes, predictive)]

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from benchmark import diagnostics, figures
 from benchmark.attacks.plan import MAIN
 from benchmark.errors import BenchmarkError
+from benchmark.names import CLEAN, ROBUST, same_eps
 from benchmark.render import (
     Block,
     Bullets,
@@ -27,6 +27,7 @@ from benchmark.render import (
     missing,
     num,
 )
+from benchmark.results import RunResults
 from benchmark.store import RunStore
 
 RULES = {
@@ -48,7 +49,7 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     if absent:
         raise BenchmarkError(f"{run_dir} is not a finished run: missing {', '.join(absent)}")
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    metrics = pd.read_csv(run_dir / "metrics.csv")
+    results = RunResults.read(run_dir)
     # absent when the clean condition failed
     reliability = pd.read_csv(run_dir / "reliability.csv") if (run_dir / "reliability.csv").exists() else None
     failures = RunStore(run_dir).failures()
@@ -56,11 +57,11 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     for stale in ("reliability.png", "noise.png", "eps.png"):  # a re-render must not show an older run's plot
         (out_dir / stale).unlink(missing_ok=True)
 
-    clean = _condition(metrics, "clean")
+    clean = results.table(CLEAN)
     clean_row = clean.iloc[0] if not clean.empty else pd.Series(dtype=float)
-    noise = _condition(metrics, "noise")
+    noise = results.noise_curve()
     attack_names = list(config.get("attack_settings") or {})
-    attacks = {name: _condition(metrics, name) for name in (*attack_names, "robust")}
+    attacks = {name: results.table(name) for name in (*attack_names, ROBUST)}
     attacks = {name: frame for name, frame in attacks.items() if not frame.empty}
 
     if reliability is not None:
@@ -70,7 +71,7 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     if attacks:
         figures.plot_eps(attacks, float(config["eps"]), out_dir / "eps.png")
 
-    blocks = _blocks(config, clean_row, noise, attacks, metrics, failures)
+    blocks = _blocks(config, clean_row, noise, attacks, results, failures)
     (out_dir / "report.md").write_text(markdown(blocks), encoding="utf-8")
     (out_dir / "report.html").write_text(html_page(_title(config), blocks, out_dir), encoding="utf-8")
     return out_dir / "report.md"
@@ -80,24 +81,18 @@ def _title(config: dict) -> str:
     return f"{config['model']} on {config['dataset']} ({config['profile']} profile)"
 
 
-def _condition(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
-    """One condition as a table indexed by its parameter (sigma or eps) with one column per metric."""
-    rows = metrics[(metrics["condition"] == name) & (metrics["metric"] != "failed")]
-    return rows.pivot_table(index="param", columns="metric", values="value", dropna=False).sort_index()
-
-
 # ---------------------------------------------------------------- content
 
 
 def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[str, pd.DataFrame],
-            metrics: pd.DataFrame, failures: dict[str, str]) -> list[Block]:
+            results: RunResults, failures: dict[str, str]) -> list[Block]:
     """The report's content, in reading order."""
     eps = float(config["eps"])
     blocks: list[Block] = [Heading(_title(config), level=1)]
     if config.get("dataset_description"):  # what the dataset is, from its manifest (a lossy copy says so there)
         blocks.append(Paragraph(f"Dataset {config['dataset']}: {config['dataset_description']}", note=True))
     blocks += [Heading("Settings"), Table(_settings_table(config))]
-    blocks += [Heading("Results"), Table(_results_table(clean, noise, attacks.get("robust"), eps, config))]
+    blocks += [Heading("Results"), Table(_results_table(clean, results, eps, config))]
     if failures:
         blocks += [Heading("Failed conditions"),
                    Paragraph("The plugin made these conditions fail (it raised, or returned NaN/inf or a wrong shape); "
@@ -105,7 +100,7 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
                    Table(pd.DataFrame(sorted(failures.items()), columns=["condition", "error"]))]
 
     blocks.append(Heading("Calibration on clean data"))
-    if "clean" in failures:
+    if CLEAN in failures:
         blocks.append(Paragraph("Not available: the clean condition failed."))
     else:
         blocks.append(Image("reliability.png", "Reliability diagram on clean data"))
@@ -118,9 +113,9 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
 
     blocks.append(Heading(f"Attacks (L∞, dataset ε = {eps_text(eps)})"))
     if attacks:
-        blocks.append(Table(_eps_table(attacks, eps)))
+        blocks.append(Table(_eps_table(attacks, results, eps)))
         settings = config.get("attack_settings") or {}
-        failed = set(metrics[metrics["metric"] == "failed"]["condition"])
+        failed = {name for name, _ in results.failed}
         not_run = [name for name in settings if name not in attacks and name not in failed]
         if not_run:
             blocks.append(Paragraph(f"Not run: {', '.join(not_run)}."))
@@ -135,8 +130,8 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
     else:
         blocks.append(Paragraph("Attacks: not run."))
 
-    blocks += _how_attacked(config, metrics, failures)
-    blocks += _certification(_condition(metrics, "certify"), eps)
+    blocks += _how_attacked(config, results, failures)
+    blocks += _certification(results.certified_curve(), eps)
 
     blocks.append(Heading("Notes"))
     notes = [str(note) for note in config.get("notes") or []]
@@ -157,10 +152,8 @@ def _certification(certify: pd.DataFrame, eps: float) -> list[Block]:
     if certify.empty:
         return []
     table = pd.DataFrame({
-        "ε": [eps_text(e, eps) + (" (dataset ε)" if np.isclose(e, eps) else "") for e in certify.index],
-        "certified accuracy (95% interval)": [
-            _with_interval(row.rename({"certified_acc": "accuracy", "certified_acc_ci_low": "accuracy_ci_low",
-                                       "certified_acc_ci_high": "accuracy_ci_high"})) for _, row in certify.iterrows()],
+        "ε": [eps_text(e, eps) + (" (dataset ε)" if same_eps(e, eps) else "") for e in certify.index],
+        "certified accuracy (95% interval)": [_with_interval(row) for _, row in certify.iterrows()],
         "certified (point, draw) pairs": [
             num(v) for v in certify.get("certified_pair_fraction", pd.Series(index=certify.index, dtype=float))],
         "posterior draws S": [f"{v:g}" for v in certify.get("samples", pd.Series(1.0, index=certify.index))],
@@ -175,7 +168,7 @@ def _certification(certify: pd.DataFrame, eps: float) -> list[Block]:
                       "is the share of (example, draw) pairs certified.")]
 
 
-def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str]) -> list[Block]:
+def _how_attacked(config: dict, results: RunResults, failures: dict[str, str]) -> list[Block]:
     """What a reviewer needs to check the evaluation: the rule attacked, every attack and its budget, how the
     worst case is formed, and each gradient-masking check with its evidence."""
     settings = config.get("attack_settings") or {}
@@ -193,15 +186,15 @@ def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str])
         budget = ", ".join(f"{k}={v}" for k, v in s.items() if k != "purpose")
         items.append(f"{name}: {purpose} ({budget})" if purpose else f"{name}: {budget}")
     blocks.append(Bullets(items) if items else Paragraph("No attacks recorded."))
-    blocks += _backward_passes(config, metrics)
+    blocks += _backward_passes(config, results)
     blocks.append(Paragraph(
         "Every final adversarial point is re-evaluated R times with fresh randomness by the deployed rule. "
         "Robust accuracy at an ε is the per-example worst case over clean correctness and every attack run at "
         "that ε (in the same re-evaluation); the reported value is its mean over the R re-evaluations with a 95% "
         "interval (binomial error of n examples plus the spread over R), and the worst case counts an example only "
         "if it survived all R. Black-box attacks run on the examples every white-box attack missed."))
-    fired = set(diagnostics.flags(metrics, int(config["num_classes"]), kind)) if "num_classes" in config else set()
-    diag = metrics[metrics["condition"] == "diagnostics"].set_index("metric")["value"]
+    fired = set(diagnostics.flags(results, int(config["num_classes"]), kind)) if "num_classes" in config else set()
+    diag = results.evidence
     rows = []
     for flag in diagnostics.FLAGS:
         if flag.evidence is None:  # decided on the failed conditions, listed by the run store
@@ -215,7 +208,7 @@ def _how_attacked(config: dict, metrics: pd.DataFrame, failures: dict[str, str])
     return blocks
 
 
-def _backward_passes(config: dict, metrics: pd.DataFrame) -> list[Block]:
+def _backward_passes(config: dict, results: RunResults) -> list[Block]:
     """For a network attacked through several backward passes (BPDA variants): which one guided PGD best at each eps
     of the sweep (the cascade leaves a large eps only the survivors of the smaller ones, where all may tie)."""
     settings = config.get("attack_settings") or {}
@@ -223,12 +216,11 @@ def _backward_passes(config: dict, metrics: pd.DataFrame) -> list[Block]:
     label |= {name: s["backward"] for name, s in settings.items() if "backward" in s}
     if len(label) == 1:
         return []
-    frames = {name: _condition(metrics, name) for name in label}
-    sweep = sorted({float(e) for name, frame in frames.items() if name != MAIN for e in frame.index})
+    sweep = sorted({float(e) for name in label if name != MAIN for e in results.table(name).index})
     verdicts, dataset_eps = [], float(config["eps"])
     for eps in sweep:
-        accuracy = {name: (row.get("accuracy") if (row := _at(frame, eps)) is not None else None)
-                    for name, frame in frames.items()}
+        accuracy = {name: (row.get("accuracy") if (row := results.at(name, eps)) is not None else None)
+                    for name in label}
         accuracy = {name: float("nan") if missing(value) else float(value) for name, value in accuracy.items()}
         winner = diagnostics.strongest_backward(accuracy)
         found = "none finished" if winner is None else f"{winner} ({num(accuracy[winner])}; own {num(accuracy[MAIN])})"
@@ -257,16 +249,14 @@ def _settings_table(config: dict) -> pd.DataFrame:
     return pd.DataFrame([(k, "n/a" if v is None else str(v)) for k, v in rows], columns=["setting", "value"])
 
 
-def _results_table(
-    clean: pd.Series, noise: pd.DataFrame, robust: pd.DataFrame | None, eps: float, config: dict
-) -> pd.DataFrame:
+def _results_table(clean: pd.Series, results: RunResults, eps: float, config: dict) -> pd.DataFrame:
     rows = [
         ("Clean accuracy", num(clean.get("accuracy"))),
         ("Clean ECE", num(clean.get("ece"))),
         ("Clean NLL", num(clean.get("nll"))),
         ("Clean Brier", num(clean.get("brier"))),
     ]
-    at_eps = _at(robust, eps)
+    at_eps = results.at(ROBUST, eps)
     label = f"Robust accuracy at ε = {eps_text(eps)}"
     if at_eps is None:
         rows += [(label, "not run")]
@@ -275,8 +265,8 @@ def _results_table(
             (f"{label} (95% interval)", _with_interval(at_eps)),
             (f"{label}, worst of R = {config.get('reevals', 1)} re-evaluations", num(at_eps.get("accuracy_worst"))),
         ]
-    noisy = noise.loc[noise.index > 0, "accuracy"] if "accuracy" in noise else pd.Series(dtype=float)
-    rows.append(("Noise accuracy, mean over σ > 0", num(noisy.mean()) if not noisy.empty else "not run"))
+    noisy = results.noise_mean("accuracy")
+    rows.append(("Noise accuracy, mean over σ > 0", "not run" if missing(noisy) else num(noisy)))
     return pd.DataFrame(rows, columns=["metric", "value"])
 
 
@@ -288,24 +278,16 @@ def _noise_table(noise: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _eps_table(attacks: dict[str, pd.DataFrame], dataset_eps: float) -> pd.DataFrame:
+def _eps_table(attacks: dict[str, pd.DataFrame], results: RunResults, dataset_eps: float) -> pd.DataFrame:
     """One row per epsilon, one column per attack (mean [95% interval]), plus the robust worst case."""
     epsilons = sorted({e for frame in attacks.values() for e in frame.index})
     table = pd.DataFrame({"ε": [eps_text(e, dataset_eps) for e in epsilons]})
-    for name, frame in attacks.items():
-        table[name] = [_with_interval(_at(frame, e)) for e in epsilons]
-    if "robust" in attacks:
-        worst = [_at(attacks["robust"], e) for e in epsilons]
+    for name in attacks:
+        table[name] = [_with_interval(results.at(name, e)) for e in epsilons]
+    if ROBUST in attacks:
+        worst = [results.at(ROBUST, e) for e in epsilons]
         table["robust, worst of R"] = [num(None if row is None else row.get("accuracy_worst")) for row in worst]
     return table
-
-
-def _at(frame: pd.DataFrame | None, param: float) -> pd.Series | None:
-    """The row of frame at param, matched with a tolerance because params went through CSV."""
-    if frame is None or frame.empty:
-        return None
-    hits = frame[np.isclose(frame.index.to_numpy(dtype=float), param)]
-    return None if hits.empty else hits.iloc[0]
 
 
 def _with_interval(row: pd.Series | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import platform
@@ -13,24 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from benchmark import __version__, diagnostics
+from benchmark import __version__
 from benchmark.checkpoints import CACHED_FILE_FIX, load_checkpoint, load_state, read_state, save_checkpoint
-from benchmark.columns import ordered_row
 from benchmark.data import load_dataset
 from benchmark.distributed import World, world_from_env
 from benchmark.errors import BenchmarkError, PluginOutputError
-from benchmark.evaluation import Evaluator, accuracy_rows
-from benchmark.metrics import reliability_table, robust_auc
+from benchmark.evaluation import Evaluator
+from benchmark.names import CLEAN, SECONDS, metric_row
 from benchmark.plugin import ModelPlugin, Task
 from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
 from benchmark.progress import console
 from benchmark.registry import create_model, plugin_source_hash
 from benchmark.render import interval_text
-from benchmark.store import DEFAULT_OUT, METRIC_COLUMNS, RunStore, identity, slug
+from benchmark.results import RunResults, summary_row
+from benchmark.scoring import write_metrics
+from benchmark.store import DEFAULT_OUT, RunStore, identity, slug
 from benchmark.training import train
 from benchmark.validate import validate_plugin
 
@@ -198,8 +197,10 @@ def run(request: RunRequest) -> dict:
 
 
 def _finish(evaluator: Evaluator, store: RunStore, network, train_seconds: float) -> dict:
-    _assemble_metrics(evaluator, store)
-    row = _summarize(store, network, train_seconds)
+    """Score the stored conditions and write the run's leaderboard row; return the row."""
+    write_metrics(evaluator, store)
+    row = summary_row(store.config(), RunResults.read(store.root), sum(p.numel() for p in network.parameters()),
+                      train_seconds)
     store.write_summary(row)
     return row
 
@@ -279,8 +280,7 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
                 error, arrays = str(exc), None
             if error is None:
                 seconds = time.perf_counter() - start
-                rows.append({"condition": condition.name, "param": condition.param, "metric": "seconds",
-                             "value": seconds})
+                rows.append(metric_row(condition.name, condition.param, SECONDS, seconds))
                 world.on_main(lambda condition=condition, rows=rows, arrays=arrays:
                               store.save_condition(condition.id, rows, arrays))
                 console.print(f"{condition.id}: {finished_text(rows, seconds)} ({number}/{len(plan)})")
@@ -291,7 +291,7 @@ def _evaluate(evaluator: Evaluator, store: RunStore, model: str, world: World = 
                           "(recorded; the run goes on)")
             continue
         finished[condition.id] = arrays
-        if condition.name == "clean":
+        if condition.name == CLEAN:
             clean_entropy = arrays["entropy"]
 
 
@@ -313,98 +313,3 @@ def _stored(store: RunStore, condition_id: str) -> tuple[str | None, dict | None
         return None
     error = store.failure(condition_id)
     return error, None if error is not None else store.load_arrays(condition_id)
-
-
-def _assemble_metrics(evaluator: Evaluator, store: RunStore) -> None:
-    """metrics.csv = every condition's rows, the sigma = 0 point of the sweep, the per-eps robust rows,
-    and a ``failed`` row per failed condition."""
-    plan = evaluator.plan()
-    failed = store.failures()
-    ok = [c for c in plan if c.id not in failed]
-    frames = [store.load_rows(c.id) for c in ok]
-    frames.append(pd.DataFrame([{"condition": c.name, "param": c.param, "metric": "failed", "value": 1.0}
-                                for c in plan if c.id in failed], columns=METRIC_COLUMNS))
-    clean_ok = "clean" not in failed
-    if clean_ok:
-        clean = store.load_rows("clean")
-        sweep_zero = clean[clean.metric != "seconds"].assign(condition="noise", param=0.0)
-        frames.append(pd.concat([sweep_zero, pd.DataFrame([{"condition": "noise", "param": 0.0, "metric": "auroc",
-                                                            "value": 0.5}])]))
-
-    @functools.cache  # the robust sets and every eps of the black-box check read the same files
-    def correct(condition_id: str) -> np.ndarray | None:
-        return None if condition_id in failed else store.load_arrays(condition_id)["correct"]
-
-    attacks = [c for c in plan if c.name in evaluator.attacks]
-    robust, unknown = correct("clean") if clean_ok else None, not clean_ok
-    for eps in sorted({c.param for c in attacks}):
-        at_this_eps = [c for c in attacks if c.param == eps]
-        # a failed attack leaves the worst case at this eps, and so at every larger one, unknown: no robust
-        # accuracy rather than an inflated one
-        unknown = unknown or any(c.id in failed for c in at_this_eps)
-        if unknown:
-            continue
-        for c in at_this_eps:  # the robust set at a smaller eps carries over: the curve cannot rise
-            robust = robust & correct(c.id)
-        frames.append(pd.DataFrame(accuracy_rows("robust", eps, robust)))
-    metrics = pd.concat(frames, ignore_index=True)
-
-    def accuracy(name: str, eps: float) -> float:
-        return _metric(metrics, name, "accuracy", eps)
-
-    at_eps = {c.name: evaluator.attacks[c.name].attack.white_box for c in attacks if c.param == evaluator.eps}
-    sweep = [e for e in evaluator.eps_sweep if e != evaluator.large_eps]
-    frames.append(pd.DataFrame(diagnostics.evidence_rows(evaluator.eps, evaluator.large_eps, at_eps, correct, accuracy,
-                                                         sweep, evaluator.bpda_attacks),
-                               columns=METRIC_COLUMNS))
-    metrics = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
-    store.write_table("metrics.csv", metrics)
-    if clean_ok:
-        store.write_table("reliability.csv", reliability_table(torch.as_tensor(store.load_arrays("clean")["probs"]),
-                                                               torch.as_tensor(evaluator.y)))
-
-
-def _metric(metrics: pd.DataFrame, condition: str, metric: str, param: float | None = None) -> float:
-    """One value of metrics.csv; NaN when its condition failed."""
-    sel = metrics[(metrics.condition == condition) & (metrics.metric == metric)]
-    if param is not None:
-        sel = sel[np.isclose(sel.param.astype(float), param)]
-    return float(sel.value.iloc[0]) if not sel.empty else float("nan")
-
-
-def _summarize(store: RunStore, network, train_seconds: float) -> dict:
-    """The leaderboard row: exactly the columns of benchmark.columns, in their order."""
-    config, metrics = store.config(), store.metrics()
-    eps = config["eps"]
-    attack_names = [a for a in config["attack_settings"]
-                    if not metrics[(metrics.condition == a) & (metrics.metric == "accuracy")].empty]
-    noise = metrics[(metrics.condition == "noise") & (metrics.metric == "accuracy")]
-    sigmas = noise[noise.param.astype(float) > 0]
-    auroc = metrics[(metrics.condition == "noise") & (metrics.metric == "auroc")]
-    curve = metrics[(metrics.condition == "robust") & (metrics.metric == "accuracy")]
-    clean_acc = _metric(metrics, "clean", "accuracy")
-    return ordered_row({
-        "model": config["model"], "dataset": config["dataset"], "profile": config["profile"],
-        "threat": config["threat"], "eps": eps, "n_examples": config["n_examples"],
-        "predictive": config["predictive"], "samples": config["samples"], "eot": config["eot"],
-        "clean_acc": clean_acc,
-        "robust_acc": _metric(metrics, "robust", "accuracy", eps),
-        "attacks": "+".join(attack_names),
-        "noise_acc_mean": float(sigmas.value.mean()),
-        "ece": _metric(metrics, "clean", "ece"), "nll": _metric(metrics, "clean", "nll"),
-        "brier": _metric(metrics, "clean", "brier"),
-        "flags": ";".join(diagnostics.flags(metrics, config["num_classes"], config["predictive"])),
-        "params": int(sum(p.numel() for p in network.parameters())),
-        "train_seconds": round(train_seconds, 1),
-        "eval_seconds": round(float(metrics[metrics.metric == "seconds"].value.sum()), 1),
-        "device": config["device"], "version": config["version"], "date": config["date"],
-        "robust_acc_ci_low": _metric(metrics, "robust", "accuracy_ci_low", eps),
-        "robust_acc_ci_high": _metric(metrics, "robust", "accuracy_ci_high", eps),
-        "robust_acc_worst": _metric(metrics, "robust", "accuracy_worst", eps),
-        "reevals": config["reevals"], "run_id": config["run_id"],
-        "certified_acc": _metric(metrics, "certify", "certified_acc", eps),  # NaN (empty): no certify condition
-        "robust_auc": robust_auc(clean_acc, curve.param.astype(float), curve.value.astype(float), eps),
-        "noise_auroc": float(auroc[auroc.param.astype(float) > 0].value.mean()),
-        "training": config.get("training", ""),
-        "protocol": config["protocol"],
-    })

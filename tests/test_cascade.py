@@ -18,7 +18,9 @@ from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
 from benchmark.report import _backward_passes
-from benchmark.runner import _assemble_metrics, _evaluate
+from benchmark.results import RunResults
+from benchmark.runner import _evaluate
+from benchmark.scoring import write_metrics
 from benchmark.store import RunStore
 
 
@@ -48,10 +50,8 @@ def _robust_curve(tmp_path, plan) -> pd.Series:
                           get_profile("quick", attacks=plan, noise_sigmas=(0.0,)), 0.3, torch.device("cpu"), 0)
     store = RunStore(tmp_path / "run")
     _evaluate(evaluator, store, "threshold")
-    _assemble_metrics(evaluator, store)
-    metrics = pd.read_csv(store.root / "metrics.csv")
-    robust = metrics[(metrics.condition == "robust") & (metrics.metric == "accuracy")]
-    return robust.set_index("param").value.sort_index()
+    write_metrics(evaluator, store)
+    return RunResults.read(store.root).robust_curve()
 
 
 def test_an_attack_that_stalls_at_large_eps_cannot_make_the_curve_rise(tmp_path):
@@ -119,14 +119,11 @@ def test_an_attack_through_another_backward_pass_enters_the_worst_case_and_is_na
                           gradient_variants={"true": lambda: backward(1.0), EXACT_GRADIENT: lambda: backward(0.0)})
     store = RunStore(tmp_path / "run")
     _evaluate(evaluator, store, "misleading")
-    _assemble_metrics(evaluator, store)
-    metrics = pd.read_csv(store.root / "metrics.csv")
-    accuracy = metrics[metrics.metric == "accuracy"].pivot_table(index="param", columns="condition", values="value")
-    accuracy.index = accuracy.index.to_series().round(6)
-    assert accuracy.loc[0.1, MAIN] == 1 and accuracy.loc[0.1, f"{BPDA_PREFIX}-true"] == 0
-    assert (accuracy.loc[[0.1, 0.2, 0.3], "robust"] == 0).all()  # the variant's success is the worst case
-    evidence = metrics[metrics.condition == "diagnostics"].set_index("metric").value
-    assert evidence["surrogate_gain"] == 1 and evidence["exact_zero_grad_share"] == 1
-    assert "shattered-gradients" in diagnostics.flags(metrics, 2, "deterministic")
-    (paragraph,) = _backward_passes({"eps": 0.3, "attack_settings": evaluator.attack_settings()}, metrics)
+    write_metrics(evaluator, store)
+    results = RunResults.read(store.root)
+    assert results.value(MAIN, "accuracy", 0.1) == 1 and results.value(f"{BPDA_PREFIX}-true", "accuracy", 0.1) == 0
+    assert [results.value("robust", "accuracy", e) for e in (0.1, 0.2, 0.3)] == [0, 0, 0]  # the variant's success
+    assert results.evidence["surrogate_gain"] == 1 and results.evidence["exact_zero_grad_share"] == 1
+    assert "shattered-gradients" in diagnostics.flags(results, 2, "deterministic")
+    (paragraph,) = _backward_passes({"eps": 0.3, "attack_settings": evaluator.attack_settings()}, results)
     assert f"ε = 0.1: {BPDA_PREFIX}-true (0.0000; own 1.0000)" in paragraph.text

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmark import diagnostics
+from benchmark.names import DIAGNOSTICS, METRIC_COLUMNS, condition_id, metric_row
+from benchmark.results import RunResults
 from benchmark.runner import RunRequest, run
 
 MASKING = Path(__file__).parent / "plugins" / "masking_plugins.py"
@@ -45,9 +47,9 @@ def test_masked_models_raise_their_flag(out, plugin, flag):
         assert flags_of(row) & {"eps-no-collapse", "blackbox-beats-whitebox"}, row["flags"]
 
 
-def _metrics(**diag):
-    return pd.DataFrame([{"condition": "diagnostics", "param": None, "metric": k, "value": v} for k, v in diag.items()],
-                        columns=["condition", "param", "metric", "value"])
+def _metrics(**diag) -> RunResults:
+    return RunResults(pd.DataFrame([metric_row(DIAGNOSTICS, None, k, v) for k, v in diag.items()],
+                                   columns=METRIC_COLUMNS))
 
 
 @pytest.mark.parametrize("evidence, flag", [
@@ -84,12 +86,13 @@ def test_the_sign_test_by_hand():
     assert diagnostics.sign_test(np.ones((3, 4)), np.ones((3, 4))) == 1.0
 
 
-def _evidence(main: np.ndarray, longer: np.ndarray) -> pd.DataFrame:
-    arrays = {"clean-0": np.ones_like(main), "pgd-0.3": main, "pgd-long-0.3": longer, "clean": np.ones_like(main)}
+def _evidence(main: np.ndarray, longer: np.ndarray) -> RunResults:
+    arrays = {"pgd-0.3": main, "pgd-long-0.3": longer, "clean": np.ones_like(main)}
     def accuracy(name: str, eps: float) -> float:
-        return float(arrays.get(f"{name}-{eps:.6g}", np.full(1, np.nan)).mean())
+        return float(arrays.get(condition_id(name, eps), np.full(1, np.nan)).mean())
 
-    return pd.DataFrame(diagnostics.evidence_rows(0.3, 0.5, {"pgd": True, "pgd-long": True}, arrays.get, accuracy))
+    return RunResults(pd.DataFrame(diagnostics.evidence_rows(0.3, 0.5, {"pgd": True, "pgd-long": True}, arrays.get,
+                                                             accuracy)))
 
 
 def test_re_evaluation_noise_alone_fires_no_flag():
