@@ -50,6 +50,14 @@ def load_board(out: Path, dataset: str) -> Board:
     return Board(dataset, rows, eps_curves, noise_curves, dataset_notes(out, rows))
 
 
+def published_board(board_dir: Path, dataset: str) -> Board:
+    """The leaderboard of ``dataset`` as :func:`write_board` published it under ``board_dir``: its CSVs and notes
+    alone, no run read."""
+    rows, eps_curves, noise_curves = published(board_dir, dataset)
+    path = notes_path(board_dir, dataset)
+    return Board(dataset, rows, eps_curves, noise_curves, read_json(path) if path.exists() else [])
+
+
 def write_board(board_dir: Path, board: Board) -> None:
     """Publish the board's tables and notes under ``board_dir``, each file replaced atomically."""
     for suffix, frame in (("", board.rows), ("-eps", board.eps_curves), ("-noise", board.noise_curves)):
@@ -154,12 +162,16 @@ def protocols(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def datasets_on_board(out: Path) -> list[str]:
-    """The datasets with at least one finished run or published table under ``out``: the built-in ones first,
-    in their own order (MNIST, the main board, at the top of the index page), then the others by name."""
+    """The datasets with at least one finished run or published table under ``out``, in :func:`board_order`."""
     found = {read_json(r.root / "summary.json")["dataset"] for r in list_runs(out)}
-    found |= set(board_tables(Path(out) / "leaderboards"))
-    return sorted(found, key=lambda name: (BUILTIN_DATASETS.index(name) if name in BUILTIN_DATASETS
-                                           else len(BUILTIN_DATASETS), name))
+    return board_order(found | set(board_tables(Path(out) / "leaderboards")))
+
+
+def board_order(datasets) -> list[str]:
+    """``datasets`` in the order of the index page: the built-in ones first, in their own order (MNIST, the main
+    board, at the top), then the others by name."""
+    return sorted(datasets, key=lambda name: (BUILTIN_DATASETS.index(name) if name in BUILTIN_DATASETS
+                                              else len(BUILTIN_DATASETS), name))
 
 
 # ---------------------------------------------------------------- curves

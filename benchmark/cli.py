@@ -241,17 +241,19 @@ def leaderboard(
     out: Path = OutOption,
 ) -> None:
     """Rebuild leaderboards/ (tables, index.html, reports) from the stored runs and the rows published there
-    before (a stored run replaces the published row of its model and protocol)."""
-    from benchmark.board import datasets_on_board
-    from benchmark.leaderboard import publish
+    before (a stored run replaces the published row of its model and protocol).
 
-    names = [dataset] if dataset else datasets_on_board(out)
-    if not names:
-        raise BenchmarkError(f"no finished runs under {Path(out) / 'runs'}; "
-                             f"start one with `benchmark run --model NAME`")
+    With --dataset, that dataset's board alone, as a run publishes it: index.html shows the others as published.
+    """
+    from benchmark.leaderboard import publish, publish_all
+
+    if dataset:
+        publish(out, dataset)
+        names = [dataset]
+    else:
+        names = publish_all(out)
     stdout = out_console()
     for name in names:
-        publish(out, name)
         stdout.print(f"wrote {Path(out) / 'leaderboards' / name}.csv")
 
 

@@ -4,6 +4,7 @@ profile's own rows (docs/architecture.md, "Leaderboard schema")."""
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,9 @@ from fakes import make_finished_run
 
 from benchmark.attacks.plan import attack_plan
 from benchmark.board import datasets_on_board, protocols, table
-from benchmark.leaderboard import publish
+from benchmark.leaderboard import publish, publish_all
 from benchmark.profiles import get_profile
+from benchmark.results import RunResults
 
 
 def test_a_protocol_names_the_profile_and_every_override():
@@ -148,10 +150,35 @@ def test_the_built_in_datasets_come_first_in_their_own_order(tmp_path):
     for dataset in ("zebra-digits", "fashion-mnist", "cifar10-jpeg", "mnist", "cifar10"):
         make_finished_run(tmp_path, "baseline", dataset=dataset)
     assert datasets_on_board(tmp_path) == ["mnist", "fashion-mnist", "cifar10", "cifar10-jpeg", "zebra-digits"]
-    publish(tmp_path, "mnist")
+    assert publish_all(tmp_path) == datasets_on_board(tmp_path)
     page = (tmp_path / "leaderboards" / "index.html").read_text()
-    headings = [page.index(f"<h2>{name}</h2>") for name in ("mnist", "fashion-mnist", "cifar10", "cifar10-jpeg")]
+    headings = [page.index(f"<h2>{name}</h2>") for name in datasets_on_board(tmp_path)]
     assert headings == sorted(headings)
+
+
+def test_a_run_publishes_its_own_dataset_and_reads_no_run_of_another(tmp_path, monkeypatch):
+    """A run ends by publishing what it changed: its dataset's board and report, and the index with every other
+    dataset read from its published tables. Before, it rebuilt every dataset's board from its runs."""
+    for dataset in ("fashion-mnist", "zebra-digits"):
+        make_finished_run(tmp_path, "baseline", dataset=dataset, robust=0.25)
+        publish(tmp_path, dataset)
+    unpublished = make_finished_run(tmp_path, "model-b", dataset="zebra-digits", protocol="other")
+    mine = make_finished_run(tmp_path, "model-a", dataset="mnist")
+    read = []
+    reader = RunResults.read.__func__
+    monkeypatch.setattr(RunResults, "read", classmethod(lambda cls, run_dir: read.append(Path(run_dir)) or
+                                                        reader(cls, run_dir)))
+    publish(tmp_path, "mnist", "model-a")
+    assert set(read) == {mine}  # the model's curves and report, nothing of the other datasets
+    page = (tmp_path / "leaderboards" / "index.html").read_text()
+    headings = [page.index(f"<h2>{name}</h2>") for name in ("mnist", "fashion-mnist", "zebra-digits")]
+    assert headings == sorted(headings)
+    zebra = page[headings[2]:]
+    assert "baseline" in zebra and "model-b" not in zebra  # as published, without the run made since
+    read.clear()
+    publish_all(tmp_path)  # the explicit full rebuild: every run, for its curves and its report
+    assert set(read) == {mine, unpublished, *(tmp_path / "runs").iterdir()}
+    assert "model-b" in (tmp_path / "leaderboards" / "index.html").read_text()
 
 
 def test_a_new_run_joins_the_published_board_instead_of_replacing_it(tmp_path):
