@@ -204,7 +204,8 @@ def fetch(
     shape = SHAPES.get(ZOO_DATASETS.get(dataset, ""), (3, 32, 32))
     path = fetch_weights(plugin, Task(dataset, shape, 10, 0))
     out_console().print(f"weights of {plugin.name}: {path}; run it with: benchmark run --model {plugin.name} "
-                        f"--dataset {dataset}" + (f" --model-dir {model_dir}" if model_dir is not None else ""))
+                        f"--dataset {dataset}" + (f" --model-dir {model_dir}" if model_dir is not None else ""),
+                        soft_wrap=True, highlight=False)
 
 
 @command("list")
