@@ -164,14 +164,17 @@ def _run_suite(request) -> None:
         table.add_column(column)
     for entry in entries:
         row = entry.row
-        if row is None:
-            table.add_row(entry.model, "[red]failed[/]", entry.error or "", "", "", "", "", f"{entry.wall_seconds:.0f}")
+        if row is None:  # its reason follows the table, on a line of its own (a cell would fold it)
+            table.add_row(entry.model, "[red]failed[/]", "", "", "", "", "", f"{entry.wall_seconds:.0f}")
             continue
         table.add_row(entry.model, f"{row['clean_acc']:.4f}", f"{row['robust_acc']:.4f}", f"{row['eps']:.4g}",
                       row["flags"], f"{row['train_seconds']:.0f}", f"{row['eval_seconds']:.0f}",
                       f"{entry.wall_seconds:.0f}")
     stdout = out_console()
     stdout.print(table)
+    for entry in entries:
+        if entry.row is None:
+            stdout.print(f"{entry.model} failed: {entry.error}", soft_wrap=True, highlight=False, markup=False)
     from benchmark.claims import write_claims
 
     try:
@@ -181,7 +184,7 @@ def _run_suite(request) -> None:
     failed = [entry.model for entry in entries if entry.row is None]
     stdout.print(f"{len(entries) - len(failed)} of {len(entries)} plugins finished in "
                  f"{sum(entry.wall_seconds for entry in entries):.0f} s of wall time; "
-                 f"leaderboard: {Path(request.out) / 'leaderboards'}")
+                 f"leaderboard: {Path(request.out) / 'leaderboards' / 'index.html'}", soft_wrap=True, highlight=False)
     if failed:
         raise BenchmarkError(f"{len(failed)} plugin(s) failed: {', '.join(failed)} (their reasons are above; "
                              "the others' rows are on the leaderboard)")
