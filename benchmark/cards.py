@@ -80,7 +80,7 @@ def card(row: pd.Series) -> dict:
 
 def export_cards(out: Path, to: Path, dataset: str | None = None) -> list[Path]:
     """Write a card per model and dataset under ``to/model_info/<dataset>/Linf/``, from each model's row of the
-    first protocol in the leaderboard's order (standard, reference, quick, then the others)."""
+    first protocol in the leaderboard's order (standard, published, the retired reference, quick, then the others)."""
     names = [dataset] if dataset else datasets_on_board(out)
     if not names:
         raise BenchmarkError(f"nothing to export: no finished runs under {Path(out) / 'runs'} and no published "

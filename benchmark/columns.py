@@ -85,7 +85,7 @@ COLUMNS: tuple[Column, ...] = (
            extra=True, board=3, after_run=True, decimals=SCORE),
     Column("noise_auroc", "mean over the noise sigmas > 0 of the AUROC of predictive entropy for telling noisy "
            "from clean inputs (0.5: no better than chance)", extra=True, board=7, decimals=SCORE),
-    Column("training", "how the weights came to be: the plugin's short recipe (quick, reference), its full recipe "
+    Column("training", "how the weights came to be: the plugin's short recipe (quick, published), its full recipe "
            "(standard), published weights (a RobustBench zoo model) or given weights (--checkpoint)", extra=True,
            board=22),
 )

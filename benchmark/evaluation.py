@@ -112,7 +112,7 @@ class Evaluator:
                 raise BenchmarkError(f"gradient variant name {name!r}: use lower-case letters, digits, '.' and '-'")
         self.exact_gradient = variants.pop(EXACT_GRADIENT, None)  # measured by the diagnostics, not attacked through
         context = {"randomness": random, "likelihood": predictor.likelihood is not None,
-                   "surrogate": surrogate is not None, "three-classes": classes >= 3,
+                   "surrogate": surrogate is not None, "three-classes": classes >= 3, "four-classes": classes >= 4,
                    "gradient-variants": bool(variants)}
         self.attacks: dict[str, AttackRun] = {}
         self.not_applicable: dict[str, str] = {}  # plan lines this model does not get, and why

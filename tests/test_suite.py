@@ -58,16 +58,16 @@ def test_a_failing_plugin_is_reported_and_the_others_finish_and_resume(tmp_path)
 
 
 @pytest.mark.slow
-def test_the_reference_profile_trains_with_the_short_recipes_and_reuses_quick_checkpoints(tmp_path):
-    """The CPU leaderboard (reference: 2,000 test images) must not retrain what the quick board trained."""
+def test_the_published_profile_trains_with_the_short_recipes_and_reuses_quick_checkpoints(tmp_path):
+    """The boards' profile (published: 1,000 test images, AutoAttack) must not retrain what the quick run trained."""
     from benchmark.profiles import get_profile
     from benchmark.runner import RunRequest, run
 
-    assert (get_profile("reference").recipe, get_profile("standard").recipe) == ("quick", "standard")
+    assert (get_profile("published").recipe, get_profile("standard").recipe) == ("quick", "standard")
     good = f"{PLUGINS / 'good_plugin.py'}:tiny-linear"
     tiny = dict(dataset="mnist-5k", n_train=200, n_test=12, epochs=1, device="cpu", out=tmp_path)
     quick = run(RunRequest(model=good, profile="quick", **tiny))
-    reference = run(RunRequest(model=good, profile="reference", **tiny))
+    published = run(RunRequest(model=good, profile="published", **tiny))
     assert len(list((tmp_path / "checkpoints").glob("*tiny-linear*"))) == 1  # one training, shared
-    assert quick["training"] == reference["training"] == "short recipe"
-    assert reference["protocol"].startswith("reference") and reference["run_id"] != quick["run_id"]
+    assert quick["training"] == published["training"] == "short recipe"
+    assert published["protocol"].startswith("published") and published["run_id"] != quick["run_id"]

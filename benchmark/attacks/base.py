@@ -67,16 +67,21 @@ class Gradient:
     grad: torch.Tensor  # d loss / d input
 
 
+def objective_loss(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int,
+                   objective: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss of ``objective`` at ``x`` and the log predictive it was computed from (one set of draws)."""
+    if objective == "likelihood":
+        return predictor.likelihood_objective(x, y)
+    log_pred = predictor.log_predictive(x, draws)
+    return LOSSES[objective](log_pred, y), log_pred
+
+
 def input_gradient(predictor: Predictor, x: torch.Tensor, y: torch.Tensor, draws: int,
                    objective: str = "ce") -> Gradient:
     """Per-example loss and its gradient with respect to the input (the network's parameters get none)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        if objective == "likelihood":
-            loss, log_pred = predictor.likelihood_objective(x, y)
-        else:
-            log_pred = predictor.log_predictive(x, draws)
-            loss = LOSSES[objective](log_pred, y)
+        loss, log_pred = objective_loss(predictor, x, y, draws, objective)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return Gradient(loss.detach(), log_pred.detach().argmax(-1) != y, grad)
 

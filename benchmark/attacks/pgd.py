@@ -4,7 +4,10 @@ L-inf projected gradient ascent from a uniform random start, with restarts. Each
 point seen over all steps and restarts. For non-random models a point the deployed rule misclassifies
 beats any point it gets right (cross-entropy alone does not order them), and among equals the higher loss
 wins. For stochastic models the highest EOT loss wins: whether K draws misclassify a point is itself
-noisy, and a point that one draw set called broken is often classified correctly by fresh draws.
+noisy, and a point that one draw set called broken is often classified correctly by fresh draws. A point that
+wins is scored again on K fresh draws, and that score is the one later points must beat: the loss that made it
+win is the maximum of noisy estimates, biased upwards, and a lucky early point kept on it would shut out later
+points that are better on average.
 
 Active set: on a non-random model a misclassified point is exact, so with ``stop_when_broken`` an example
 leaves the batch the step it is first misclassified (and skips later restarts); the robust accuracy is the
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.attacks.base import Attack, input_gradient, project
+from benchmark.attacks.base import Attack, input_gradient, objective_loss, project
 from benchmark.predictive import Predictor
 
 
@@ -54,6 +57,11 @@ class PGD(Attack):
                 score = g.loss if predictor.is_random else g.loss + 1e6 * g.wrong.float()  # scores x_adv
                 improved = score > best_score[live]
                 best_x[live[improved]] = x_adv[improved]
+                if predictor.is_random and improved.any():  # the winner's score on draws that did not select it
+                    with torch.no_grad():
+                        score = score.clone()
+                        score[improved] = objective_loss(predictor, x_adv[improved], y_live[improved], draws,
+                                                         self.objective)[0]
                 best_score[live[improved]] = score[improved]
                 if step == self.steps:
                     break

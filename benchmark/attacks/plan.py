@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from benchmark.attacks.apgd import APGD
 from benchmark.attacks.autoattack import AutoAttack
 from benchmark.attacks.base import Attack
 from benchmark.attacks.fgsm import FGSM
@@ -22,21 +23,27 @@ from benchmark.attacks.transfer import Transfer
 MAIN = "pgd"  # the main white-box attack, the one run over the whole eps sweep
 MORE_STEPS = "pgd-long"
 MORE_DRAWS = "pgd-eot2x"
+MARGIN = "pgd-dlr"  # the main attack on the DLR margin instead of the cross-entropy
+TARGETED = "apgd-t"  # APGD on the targeted DLR margin, towards the few classes ranked next to the true one
+#: target classes of the targeted line (AutoAttack's APGD-T takes nine; the few ranked highest break most)
+TARGETED_CLASSES = 3
 #: the main attack through each of the plugin's other backward passes: conditions ``pgd-bpda-<variant>``
 BPDA_PREFIX = "pgd-bpda"
 
 #: EOT draws per step: the profile's K, twice K, or one (attacks that follow no randomness)
 Draws = Literal["eot", "double-eot", "single"]
 #: which models an attack applies to: all, random ones, those with their own likelihood, those with a
-#: transfer surrogate, those with at least three classes (the DLR margin's denominator needs a third), those
-#: with other backward passes (``ModelPlugin.gradient_variants``: the attack runs once through each, as
-#: ``<name>-<variant>``)
-Needs = Literal["always", "randomness", "likelihood", "surrogate", "three-classes", "gradient-variants"]
+#: transfer surrogate, those with at least three classes (the DLR margin's denominator needs a third) or four
+#: (the targeted DLR margin's needs a fourth), those with other backward passes
+#: (``ModelPlugin.gradient_variants``: the attack runs once through each, as ``<name>-<variant>``)
+Needs = Literal["always", "randomness", "likelihood", "surrogate", "three-classes", "four-classes",
+                "gradient-variants"]
 #: why a plan line does not apply to a model, by what it needs (recorded with the run and shown in its report)
 NOT_APPLICABLE = {"randomness": "the model is not random",
                   "likelihood": "the plugin declares no likelihood of its own",
                   "surrogate": "no deterministic surrogate to craft on",
                   "three-classes": "the DLR margin needs at least three classes",
+                  "four-classes": "the targeted DLR margin needs at least four classes",
                   "gradient-variants": "the network declares no other backward pass"}
 
 
@@ -66,7 +73,7 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
                       "5x the steps: robust accuracy must not rise (more-steps-helps-model)"),
         PlannedAttack(MORE_DRAWS, pgd, "PGD with 2K EOT draws: robust accuracy must not change (eot-not-converged)",
                       draws="double-eot", needs="randomness"),
-        PlannedAttack("pgd-dlr", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="dlr"),
+        PlannedAttack(MARGIN, PGD(steps=pgd_steps, restarts=pgd_restarts, objective="dlr"),
                       "PGD on the scale-free DLR margin of the deployed log predictive (Croce & Hein 2020): the "
                       "cross-entropy saturates on large logits", needs="three-classes"),
         PlannedAttack("pgd-likelihood", PGD(steps=pgd_steps, restarts=pgd_restarts, objective="likelihood"),
@@ -75,6 +82,10 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
         PlannedAttack(BPDA_PREFIX, pgd, "PGD through another surrogate derivative of the non-differentiable forward "
                       "(BPDA, Athalye et al. 2018): the training surrogate need not guide an attacker best",
                       needs="gradient-variants"),
+        PlannedAttack(TARGETED, APGD(loss="dlr-targeted", steps=5 * pgd_steps, targets=TARGETED_CLASSES),
+                      f"APGD-T (Croce & Hein 2020) towards each of the {TARGETED_CLASSES} classes ranked next to the "
+                      "true one: an untargeted loss follows one direction, a targeted one reaches the boundary the "
+                      "untargeted attacks miss", needs="four-classes"),
     ]
     if autoattack:
         plan.append(PlannedAttack("autoattack", AutoAttack(),

@@ -4,6 +4,7 @@ import pytest
 import torch
 from fakes import RowCounter, assert_in_threat_model
 from torch import nn
+from torch.nn import functional as F
 
 from benchmark.attacks import FGSM, PGD, AutoAttack, input_gradient
 from benchmark.layers.dropout import MCDropout
@@ -56,10 +57,17 @@ def test_pgd_active_set_breaks_the_same_examples_at_a_fraction_of_the_work(train
 def test_pgd_runs_every_example_to_the_end_on_a_stochastic_model(mnist_sample):
     """No single evaluation of a stochastic model tells a point is broken: no example leaves early."""
     _, _, x, y = mnist_sample
-    counted = RowCounter(nn.Sequential(nn.Flatten(), MCDropout(0.5), nn.Linear(784, 10)))
-    predictor = Predictor(counted, "stochastic")
+    attacked = []
+
+    class GradientRows(RowCounter):  # the rows of the attack's forward and backward passes, not of its scoring
+        def forward(self, x):
+            if torch.is_grad_enabled():
+                attacked.append(x.shape[0])
+            return self.module(x)
+
+    predictor = Predictor(GradientRows(nn.Sequential(nn.Flatten(), MCDropout(0.5), nn.Linear(784, 10))), "stochastic")
     PGD(steps=5)(predictor, x[:50], y[:50], 0.3, 2)
-    assert counted.rows == 6 * 50 * 2
+    assert attacked == [50 * 2] * 6
 
 
 @pytest.mark.slow
@@ -160,3 +168,33 @@ def test_autoattack_runs_on_datasets_with_few_classes(classes, kind):
     stages = attack.settings(predictor)["stages"]
     assert ("apgd-dlr" in stages or "apgd-t" in stages) == (classes >= 3)
     assert ("apgd-t" in stages) == (classes >= 4 and kind == "deterministic")
+
+
+class FirstPassSpike(nn.Module):
+    """A linear model, declared random, whose first pass is one lucky draw: the true class's logit far below the
+    rest. Every later pass is the plain linear model."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        self.passes = 0
+
+    def forward(self, x):
+        logits = self.linear(x)
+        self.passes += 1
+        return logits - 100.0 * (self.passes == 1) * torch.ones_like(logits) * F.one_hot(
+            torch.zeros(len(x), dtype=torch.long), 10)
+
+
+def test_stochastic_pgd_does_not_keep_a_point_for_one_lucky_evaluation(mnist_sample):
+    """The point that wins on one noisy K-draw loss is scored again on fresh draws: kept on its winning score, the
+    random start (whose one evaluation was a lucky draw) shut out every later point that is better on average."""
+    _, _, x, _ = mnist_sample
+    torch.manual_seed(0)
+    network = FirstPassSpike()
+    x, y = x[:8], torch.zeros(8, dtype=torch.long)
+    x_adv = PGD(steps=10)(Predictor(network, "stochastic"), x, y, 0.3, 1)
+    with torch.no_grad():
+        loss = F.cross_entropy(network.linear(x_adv), y, reduction="none")
+        start_loss = F.cross_entropy(network.linear(x), y, reduction="none")
+    assert (loss > start_loss + 1.0).all()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from benchmark.attacks import Attack, project
-from benchmark.attacks.plan import BPDA_PREFIX, MAIN, PlannedAttack, attack_plan
+from benchmark.attacks.plan import BPDA_PREFIX, MAIN, NOT_APPLICABLE, TARGETED, PlannedAttack, attack_plan
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import Condition, Evaluator
 from benchmark.predictive import Predictor
@@ -42,15 +42,15 @@ def _evaluator(kind="deterministic", profile=None, surrogate=None, likelihood=No
 
 def test_the_plan_decides_the_attacks_and_their_draws():
     deterministic = _evaluator()
-    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", "square"]
+    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", "apgd-t", "square"]
     surrogate = ("a surrogate", Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "deterministic"))
     stochastic = _evaluator("stochastic", surrogate=surrogate, likelihood=lambda out, y: out.sum(1))
-    assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-dlr", "pgd-likelihood", "square",
-                                        "transfer"]
+    assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-dlr", "pgd-likelihood", "apgd-t",
+                                        "square", "transfer"]
     eot = PROFILES["quick"].eot
     assert {name: run.draws for name, run in stochastic.attacks.items()} == {
         "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-dlr": eot, "pgd-likelihood": 1,
-        "square": eot, "transfer": 1}
+        "apgd-t": eot, "square": eot, "transfer": 1}
     assert stochastic.attacks["square"].attack.seed == 7  # bound to the run's seed
     assert stochastic.attack_settings()["transfer"]["surrogate"] == "a surrogate"
     assert "autoattack" in _evaluator(profile=get_profile("standard")).attacks
@@ -58,6 +58,11 @@ def test_the_plan_decides_the_attacks_and_their_draws():
     two = Evaluator(two_classes, torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), get_profile("quick"), 0.3,
                     torch.device("cpu"), 0)
     assert "pgd-dlr" not in two.attacks and "pgd" in two.attacks  # DLR's margin needs a third class
+    three_classes = Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)), "deterministic", num_classes=3)
+    three = Evaluator(three_classes, torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]), get_profile("quick"), 0.3,
+                      torch.device("cpu"), 0)
+    assert "pgd-dlr" in three.attacks and "apgd-t" not in three.attacks  # the targeted margin needs a fourth
+    assert three.not_applicable["apgd-t"] == NOT_APPLICABLE["four-classes"]
 
 
 def test_every_profile_has_a_margin_loss_attack():
@@ -65,6 +70,25 @@ def test_every_profile_has_a_margin_loss_attack():
     for profile in PROFILES.values():
         assert any(getattr(p.attack, "objective", None) == "dlr" and p.needs == "three-classes"
                    for p in profile.attacks), profile.name
+
+
+def test_every_profile_has_a_targeted_margin_attack():
+    """The quick profile, a user's first run, had none: at an intermediate eps its numbers were several times too
+    high against AutoAttack's (APGD-T is the stage that breaks what untargeted losses miss)."""
+    for profile in PROFILES.values():
+        targeted = [p.attack for p in profile.attacks if p.name == TARGETED]
+        assert targeted and targeted[0].loss == "dlr-targeted" and targeted[0].targets >= 3, profile.name
+
+
+def test_the_published_profile_runs_autoattack_at_every_eps_after_the_cheap_attacks():
+    published = _evaluator(profile=get_profile("published"))
+    attacks = [c.name for c in published.plan() if c.name in published.attacks]
+    for eps in published.eps_sweep[:-1]:  # the largest is the collapse check, the main attack alone
+        at_eps = [c.name for c in published.plan() if c.param == eps and c.name in published.attacks]
+        assert at_eps.index("autoattack") > at_eps.index(MAIN) and at_eps.index("autoattack") > at_eps.index(TARGETED)
+    assert attacks.count("autoattack") == len(published.eps_sweep) - 1
+    assert PROFILES["published"].n_test >= 1000 and PROFILES["published"].recipe == "quick"
+    assert "reference" not in PROFILES  # retired: quick's attacks on 2,000 images, without AutoAttack
 
 
 def test_an_attack_added_to_a_plan_runs_as_a_condition_of_its_own():
@@ -124,7 +148,7 @@ def test_a_plugin_with_other_backward_passes_is_attacked_through_each_at_every_e
     evaluator = Evaluator(evaluator.predictor, evaluator.x, evaluator.y, get_profile("quick"), 0.3,
                           torch.device("cpu"), 7, gradient_variants={n: switch(n) for n in ("wide", "narrow", "exact")})
     assert list(evaluator.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", f"{BPDA_PREFIX}-wide",
-                                       f"{BPDA_PREFIX}-narrow", "square"]
+                                       f"{BPDA_PREFIX}-narrow", "apgd-t", "square"]
     assert evaluator.bpda_attacks == [f"{BPDA_PREFIX}-wide", f"{BPDA_PREFIX}-narrow"] and plain.bpda_attacks == []
     assert list(plain.attacks) == [n for n in evaluator.attacks if n not in evaluator.bpda_attacks]
     by_eps = {}
@@ -161,7 +185,8 @@ def test_plan_lines_a_model_does_not_get_are_recorded_with_the_reason():
     evaluator = Evaluator(Predictor(net, "deterministic", num_classes=2), torch.rand(3, 1, 2, 2),
                           torch.tensor([0, 1, 0]), get_profile("quick"), 0.1, torch.device("cpu"), 0)
     assert "pgd-dlr" not in evaluator.attacks and "three classes" in evaluator.not_applicable["pgd-dlr"]
-    assert set(evaluator.not_applicable) == {"pgd-dlr", "pgd-eot2x", "pgd-likelihood", BPDA_PREFIX, "transfer"}
+    assert set(evaluator.not_applicable) == {"pgd-dlr", "pgd-eot2x", "pgd-likelihood", BPDA_PREFIX, "transfer",
+                                                "apgd-t"}
     assert set(evaluator.not_applicable).isdisjoint(evaluator.attacks)
     three = Evaluator(Predictor(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), "deterministic", num_classes=3),
                       torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 2]), get_profile("quick"), 0.1,
