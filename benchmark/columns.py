@@ -51,8 +51,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("samples", "posterior draws S per prediction", board=13),
     Column("eot", "draws K per attack step (expectation over transformation)", board=14),
     Column("clean_acc", "accuracy on clean test images", board=2, after_run=True, decimals=SCORE),
-    Column("robust_acc", "per-example worst case over clean correctness and every attack run at eps, mean over "
-           "the R re-evaluations", board=4, after_run=True, decimals=SCORE),
+    Column("robust_acc", "per-example worst case over the clean point and every attack run at eps and below: one "
+           "adversarial point per example, the strongest on independent selection draws, judged by its R "
+           "re-evaluations, mean over them", board=4, after_run=True, decimals=SCORE),
     Column("attacks", "the attacks that ran at eps, joined by +", board=12),
     Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=6, after_run=True,
            decimals=SCORE),
@@ -73,6 +74,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, decimals=SCORE),
     Column("robust_acc_worst", "robust accuracy counting an example only if it survived all R re-evaluations",
            extra=True, decimals=SCORE),
+    Column("robust_acc_all_attacks", "the conservative robust accuracy: an example counts in a re-evaluation only if "
+           "it survived every attack in it (robust_acc keeps one adversarial point per example); for a random model "
+           "it scores the model's own noise as a vulnerability, for a non-random one it equals robust_acc",
+           extra=True, decimals=SCORE),
     Column("reevals", "re-evaluations R of every final adversarial point", extra=True),
     Column("run_id", "the run's directory under runs/", extra=True),
     Column("certified_acc", "IBP-certified accuracy at eps for plugins with interval bounds, else empty",
@@ -88,6 +93,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("training", "how the weights came to be: the plugin's short recipe (quick, published), its full recipe "
            "(standard), published weights (a RobustBench zoo model) or given weights (--checkpoint)", extra=True,
            board=22),
+    Column("binarization_pass_rate", "share of the conclusive binarization tests (Zimmermann et al. 2022) the run's "
+           "attacks passed at eps: on up to 20 correctly classified test points a two-class readout of the model's "
+           "outputs has an adversarial example inside the eps-ball by construction, and the attacks must find it; "
+           "empty where no test was conclusive", extra=True, after_run=True, decimals=SCORE),
 )
 
 #: Each column by its name.

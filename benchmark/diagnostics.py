@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from benchmark.attacks.plan import MAIN, MORE_DRAWS, MORE_STEPS
+from benchmark.attacks.plan import DOUBLED, MAIN, MARGIN, MORE_DRAWS, MORE_STEPS, TARGETED
+from benchmark.binarization import CORRECT_PASS_RATE, SAMPLE, passes_that_fire
+from benchmark.metrics import strongest_point
 from benchmark.names import CLEAN, DIAGNOSTICS, condition_id, metric_row
 from benchmark.randomness import SHARED_CORRELATION
 
@@ -55,7 +57,10 @@ class Flag:
 
     ``evidence`` is the metric of condition ``diagnostics`` in metrics.csv it is decided on (absent counts as
     0.0); None means the number of failed conditions. ``fires(value, threshold, num_classes, predictive)`` says
-    whether the flag fires; ``meaning`` is what a fired flag tells a reader.
+    whether the flag fires; ``meaning`` is what a fired flag tells a reader. A flag is a promise: it ``demotes``
+    the row (ranks it apart, unsettles the claims resting on it) only when it says the published number may be
+    too high; the others are information for the reader. ``scope`` says which numbers it bears on: the attacks'
+    (the robust accuracies) or every number of the run (noise, certified, clean).
     """
 
     name: str
@@ -64,6 +69,8 @@ class Flag:
     meaning: str
     fires: Callable[[float, float, int, str], bool] = _above
     absent: float = 0.0  # the evidence's value when it was not measured (a p-value: 1)
+    demotes: bool = True
+    scope: Literal["attacks", "every number"] = "attacks"
 
     def value(self, results: RunResults) -> float:
         """The evidence of this flag in a run's results."""
@@ -85,13 +92,32 @@ FLAGS: tuple[Flag, ...] = (
          f"(one-sided paired sign test, p < {ALPHA}): the loss landscape misleads the attack", _below, 1.0),
     Flag("short-attack-not-converged", "fewer_steps_p", ALPHA,
          "PGD with 5x the steps breaks examples PGD missed, more often than re-evaluation noise explains "
-         f"(one-sided paired sign test, p < {ALPHA}): the profile's PGD had not converged", _below, 1.0),
+         f"(one-sided paired sign test, p < {ALPHA}): the short PGD had not converged. Information only: the robust "
+         "accuracy already rests on the longer attack", _below, 1.0, demotes=False),
+    Flag("strongest-attack-not-converged", "doubled_p", ALPHA,
+         "the strongest attack of the plan, run again with twice its steps and queries on the examples every attack "
+         "left standing at the dataset's eps, breaks more of them than re-evaluation noise explains (one-sided "
+         f"paired sign test, p < {ALPHA}): doubling the budget still pays, so the robust accuracy may be too high",
+         _below, 1.0),
     Flag("eot-not-converged", "eot_p", ALPHA,
          f"PGD with 2K EOT draws and with K draws disagree on examples beyond noise (two-sided paired sign test, "
          f"p < {ALPHA})", _below, 1.0),
     Flag("blackbox-beats-whitebox", "blackbox_p", ALPHA,
-         "Square or the transfer attack breaks examples that every white-box attack missed, more of them than "
-         f"chance explains (one-sided paired sign test, p < {ALPHA}): the gradients are masked", _below, 1.0),
+         "with Square's and the transfer attack's points among the candidates, the one-point worst case breaks more "
+         "examples than with the white-box attacks' alone, more than re-evaluation noise explains (one-sided paired "
+         f"sign test, p < {ALPHA}): the black-box attacks find what the gradients miss, so they are masked",
+         _below, 1.0),
+    Flag("losses-disagree", "losses_p", ALPHA,
+         "PGD on the cross-entropy and on the DLR margin, or an untargeted attack and the targeted APGD-T, break "
+         "different examples, one of the two more of them than chance explains (two-sided paired sign test, "
+         f"Bonferroni over the pairs and the eps of the sweep, p < {ALPHA}): no one loss finds the worst case, the "
+         "robust accuracy rests on their union, and a loss the plan lacks may break more", _below, 1.0),
+    Flag("binarization-failed", "binarization_p", ALPHA,
+         "the run's attacks missed the adversarial example planted in the eps-ball of a two-class readout of the "
+         "model's outputs (the binarization test, Zimmermann et al. 2022) more often than an attack that finds it in "
+         f"{CORRECT_PASS_RATE:.0%} of the tests would (one-sided binomial test, p < {ALPHA}; of {SAMPLE} conclusive "
+         f"tests, {passes_that_fire(SAMPLE, ALPHA)} or fewer passed): the attacks miss adversarial examples that "
+         "exist, so the robust accuracy may be too high", _below, 1.0),
     Flag("zero-grad", "zero_grad_share", ZERO_GRAD_TOLERANCE,
          f"more than {ZERO_GRAD_TOLERANCE:.0%} of clean inputs have an all-zero input gradient"),
     Flag("shattered-gradients", "exact_zero_grad_share", ZERO_GRAD_TOLERANCE,
@@ -103,13 +129,15 @@ FLAGS: tuple[Flag, ...] = (
     Flag("probability-output", "probability_output_share", PROBABILITY_OUTPUT_SHARE,
          "the network's outputs already sum to one per row: probabilities fed to a cross-entropy"),
     Flag("randomness-unreported", "output_variation", OUTPUT_VARIATION_TOLERANCE,
-         "two identical forward passes differ although the plugin is declared non-random", _above_unless_random),
+         "two identical forward passes differ although the plugin is declared non-random", _above_unless_random,
+         scope="every number"),
     Flag("shared-randomness", "row_correlation", SHARED_CORRELATION,
          "copies of one input in one batch get correlated outputs: the network shares its random draw across "
-         "the batch, so the K EOT draws and S decision draws are fewer than they seem"),
+         "the batch, so the K EOT draws and S decision draws are fewer than they seem",
+         scope="every number"),
     Flag("condition-failed", None, 0.0,
          "an evaluation condition failed (the plugin raised, or returned NaN/inf or a wrong shape): "
-         "its metrics are missing, see the report"),
+         "its metrics are missing, see the report", scope="every number"),
 )
 
 
@@ -125,20 +153,38 @@ def sign_test(first: np.ndarray, second: np.ndarray) -> float:
     return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
 
 
+def two_sided_sign_test(first: np.ndarray, second: np.ndarray) -> float:
+    """:func:`sign_test` in both directions: the probability, were both attacks equally strong, of discordant
+    examples at least this lopsided either way."""
+    return min(1.0, 2 * min(sign_test(first, second), sign_test(second, first)))
+
+
+#: the attack pairs the ``losses-disagree`` check compares: the cross-entropy against the DLR margin, and each
+#: untargeted loss against the targeted one (a pair is left out where the plan lacks one of its attacks)
+LOSS_PAIRS = ((MAIN, MARGIN), (MAIN, TARGETED), (MARGIN, TARGETED))
+
+
 def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
                   load: Callable[[str], np.ndarray], accuracy: Callable[[str, float], float],
-                  sweep: Sequence[float] = (), bpda: Sequence[str] = ()) -> list[dict]:
+                  sweep: Sequence[float] = (), bpda: Sequence[str] = (),
+                  selection: Callable[[str], np.ndarray] | None = None) -> list[dict]:
     """The numbers the attack-based flags are decided on: accuracy differences for the reader, and the
     p-values of paired sign tests over examples (:func:`sign_test`) that the flags fire on.
 
     ``attacks`` maps attack names run at ``eps`` (and at every eps of ``sweep``) to whether they are white-box;
     ``load(condition_id)`` gives a condition's [R, N] correctness, or None if it failed; ``accuracy(name, eps)``
-    its mean accuracy, or NaN if it failed. The black-box check looks at every eps of the sweep (the cascade
-    leaves an eps only the survivors of the smaller ones), Bonferroni-corrected. ``bpda`` names the attacks that
-    ran the main attack through other backward passes: ``surrogate_gain`` is how much lower the strongest of them
-    left the accuracy than the main attack through the plugin's own, the largest such difference over the sweep
-    (the cascade leaves a large eps only the survivors of the smaller ones; :func:`strongest_backward` names it).
-    Evidence that rests on a failed condition is left out.
+    its mean accuracy, or NaN if it failed. The paired tests look at every eps of the sweep (the cascade leaves an
+    eps only the survivors of the smaller ones), Bonferroni-corrected over it (and over :data:`LOSS_PAIRS`).
+    The black-box check compares, at each eps, the one-point worst case (:func:`benchmark.metrics.strongest_point`)
+    over clean and the white-box attacks with the one over clean and every attack, each chosen on the selection
+    draws (``selection(condition_id)``, a condition's [R, N] selection scores) and judged on its own fresh ones: a
+    black-box attack that adds nothing then changes the outcome as often one way as the other, where the
+    conjunction of the judged outcomes could only fall. Without ``selection`` it is left out. ``losses_gap`` is the
+    largest accuracy difference between the two attacks of a pair of :data:`LOSS_PAIRS`. ``bpda`` names the attacks
+    that ran the main attack through other backward passes: ``surrogate_gain`` is how much lower the strongest of
+    them left the accuracy than the main attack through the plugin's own, the largest such difference over the
+    sweep (the cascade leaves a large eps only the survivors of the smaller ones; :func:`strongest_backward` names
+    it). Evidence that rests on a failed condition is left out.
     """
     rows = [("large_eps_accuracy", accuracy(MAIN, large_eps)),
             ("more_steps_gain", accuracy(MORE_STEPS, eps) - accuracy(MAIN, eps))]
@@ -152,6 +198,7 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
     # the survivors of the smaller ones, so at the dataset eps alone there may be nothing left to compare
     tests = {"more_steps_p": [], "fewer_steps_p": [], "eot_p": []}
     gains, p_values = [], []
+    losses_p, losses_gaps = [], []
     for at in sorted({eps, *sweep}):
         correct = {CLEAN: load(condition_id(CLEAN))} | {name: load(condition_id(name, at)) for name in attacks}
         main, longer, more_draws = (correct.get(name) for name in (MAIN, MORE_STEPS, MORE_DRAWS))
@@ -159,20 +206,24 @@ def evidence_rows(eps: float, large_eps: float, attacks: dict[str, bool],
             tests["more_steps_p"].append(sign_test(longer, main))
             tests["fewer_steps_p"].append(sign_test(main, longer))
         if main is not None and more_draws is not None:
-            tests["eot_p"].append(min(1.0, 2 * min(sign_test(more_draws, main), sign_test(main, more_draws))))
-        if any(c is None for c in correct.values()):
+            tests["eot_p"].append(two_sided_sign_test(more_draws, main))
+        for first, second in LOSS_PAIRS:
+            if correct.get(first) is not None and correct.get(second) is not None:
+                losses_p.append(two_sided_sign_test(correct[first], correct[second]))
+                losses_gaps.append(abs(float(correct[first].mean() - correct[second].mean())))
+        if selection is None or any(c is None for c in correct.values()):
             continue
-        white = correct[CLEAN]
-        for name, is_white in attacks.items():
-            if is_white:
-                white = white & correct[name]
-        every = white
-        for name, is_white in attacks.items():
-            if not is_white:
-                every = every & correct[name]
+        # an example an attack did not run on gives no point from it (NaN): a black-box attack left out where a
+        # white-box point was broken already must not win there by its absence
+        candidates = {name: (correct[name], selection(condition_id(name, at))) for name in attacks}
+        clean = (correct[CLEAN], selection(condition_id(CLEAN)))
+        white = strongest_point([clean, *(pair for name, pair in candidates.items() if attacks[name])])
+        every = strongest_point([clean, *candidates.values()])
         gains.append(float(white.mean() - every.mean()))
         p_values.append(sign_test(white, every))
     rows += [(metric, min(1.0, len(p) * min(p))) for metric, p in tests.items() if p]
+    if losses_p:
+        rows += [("losses_gap", max(losses_gaps)), ("losses_p", min(1.0, len(losses_p) * min(losses_p)))]
     if p_values:
         rows += [("blackbox_gain", max(gains)), ("blackbox_p", min(1.0, len(p_values) * min(p_values)))]
     return [metric_row(DIAGNOSTICS, None, metric, value) for metric, value in rows if not np.isnan(value)]
@@ -186,6 +237,33 @@ def strongest_backward(accuracies: dict[str, float]) -> str | None:
     return min(finished, key=finished.get) if finished else None
 
 
+def convergence_rows(eps: float, attacks: Sequence[str], load: Callable[[str], np.ndarray | None],
+                     selection: Callable[[str], np.ndarray | None]) -> list[dict]:
+    """The evidence of ``strongest-attack-not-converged``: at the dataset's ``eps``, the one-point worst case
+    (:func:`benchmark.metrics.strongest_point`) over clean and every attack in ``attacks`` (those run there, the
+    convergence check left out), against the same with the convergence check's points among the candidates
+    (:data:`~benchmark.attacks.plan.DOUBLED`, run on the examples all of them left standing). ``doubled_gain`` is
+    how much lower the second left the accuracy, ``doubled_p`` the one-sided paired sign test that it is lower.
+    Each worst case is judged on its own candidates' fresh draws, so a check that adds nothing changes outcomes
+    as often one way as the other. Nothing where the check did not run or a condition it rests on failed."""
+    names = [CLEAN, *(condition_id(name, eps) for name in attacks), condition_id(DOUBLED, eps)]
+    candidates = [(load(name), selection(name)) for name in names]
+    if any(judged is None or chosen is None for judged, chosen in candidates):
+        return []
+    without, with_doubled = strongest_point(candidates[:-1]), strongest_point(candidates)
+    return [metric_row(DIAGNOSTICS, None, "doubled_gain", float(without.mean() - with_doubled.mean())),
+            metric_row(DIAGNOSTICS, None, "doubled_p", sign_test(without, with_doubled))]
+
+
 def flags(results: RunResults, num_classes: int, predictive: str) -> list[str]:
     """The names of the flags that fired in a run's results, in the order of :data:`FLAGS`."""
     return [flag.name for flag in FLAGS if flag.fired(results, num_classes, predictive)]
+
+
+def demoting(names: Sequence[str], scope: str = "attacks") -> list[str]:
+    """The flags among ``names`` that say a number of ``scope`` may be too high: for the attacks' numbers every
+    demoting flag, for the others ("every number") only those that bear on every number of the run. Names no
+    flag has any more (a board published before it was retired) demote, as they did when published."""
+    known = {flag.name: flag for flag in FLAGS}
+    return [name for name in names if name not in known or known[name].demotes and (
+        scope == "attacks" or known[name].scope == "every number")]

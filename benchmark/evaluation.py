@@ -5,7 +5,8 @@ from the run seed, the condition's id and the batch index: a resumed run recompu
 uninterrupted one would have, and a run sharded over torchrun processes (``benchmark.distributed``)
 exactly what one process would have.
 Stochastic models are judged by their deployed rule over S draws, attacked with K-draw EOT, and their
-final adversarial points re-evaluated R times with fresh randomness (docs/protocol.md).
+final adversarial points re-evaluated R times with fresh randomness, and 2R times more on draws of their own that
+choose the one point per example scoring judges and decide the cascade (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import torch
 
 from benchmark.attacks import Attack, input_gradient
 from benchmark.attacks.bpda import BPDA
-from benchmark.attacks.plan import MAIN, NOT_APPLICABLE
+from benchmark.attacks.doubled import Doubled
+from benchmark.attacks.plan import DOUBLED, MAIN, NOT_APPLICABLE
 from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
 from benchmark.distributed import World
 from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
-from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy
-from benchmark.names import CERTIFY, CLEAN, DIAGNOSTICS, NOISE, condition_id, metric_row, same_eps
+from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy, selection_score
+from benchmark.names import BINARIZATION, CERTIFY, CLEAN, DIAGNOSTICS, NOISE, condition_id, metric_row, same_eps
 from benchmark.outputs import logits_of
 from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
@@ -104,6 +106,9 @@ class Evaluator:
         self.samples = profile.samples if random else 1
         self.eot = profile.eot if random else 1
         self.reevals = profile.reevals if random else 1
+        # evaluations of every point on draws of its own, which choose between points and stop the cascade: twice R,
+        # so that noise alone rarely stops the search (a non-random model's one judged evaluation serves)
+        self.selections = 2 * self.reevals if random else 1
         self.large_eps = large_eps(tuple(x.shape[1:]), eps)
         classes = predictor.num_classes or int(y.max()) + 1
         variants = dict(gradient_variants or {})
@@ -124,6 +129,10 @@ class Evaluator:
             if p.needs == "gradient-variants":  # one attack per backward pass, named after it
                 for variant, switch in variants.items():
                     self.attacks[f"{p.name}-{variant}"] = AttackRun(BPDA(attack, variant, switch), draws, p.purpose)
+            elif isinstance(attack, Doubled):  # the strongest attack this model gets, with its draws
+                doubled = attack.bound_to({name: run.attack for name, run in self.attacks.items()})
+                if doubled is not None:
+                    self.attacks[p.name] = AttackRun(doubled, self.attacks[doubled.doubles].draws, p.purpose)
             else:
                 self.attacks[p.name] = AttackRun(attack, draws, p.purpose)
 
@@ -139,15 +148,20 @@ class Evaluator:
     def plan(self) -> list[Condition]:
         """Every condition in order. Each eps of the sweep, smallest first, gets the whole attack set, white-box
         attacks before the black-box ones that check them; the large eps, a collapse check, gets the main attack.
-        Every attack runs only on the examples that survived what came before it (:meth:`survivors`)."""
+        Every attack runs only on the examples that survived what came before it (:meth:`survivors`). Last, the
+        attacks' self-test at the dataset eps (``benchmark.binarization``), where some attack applies to it."""
         conditions = [Condition(CLEAN), Condition(DIAGNOSTICS)]
         conditions += [Condition(NOISE, s) for s in self.profile.noise_sigmas if s > 0]
-        ordered = sorted(self.attacks, key=lambda name: not self.attacks[name].attack.white_box)
+        ordered = sorted((name for name in self.attacks if name != DOUBLED),
+                         key=lambda name: not self.attacks[name].attack.white_box)
         for eps in self.eps_sweep:
             conditions += [Condition(name, eps) for name in ([MAIN] if eps == self.large_eps else ordered)]
+            if eps == self.eps and DOUBLED in self.attacks:  # the convergence check, after every attack
+                conditions.append(Condition(DOUBLED, eps))
         if self.bounds is not None:
             conditions += [Condition(CERTIFY, e) for e in self.eps_sweep if e != self.large_eps]
-        return conditions
+        from benchmark.binarization import binary_attacks  # it builds on this module
+        return conditions + ([Condition(BINARIZATION, self.eps)] if binary_attacks(self)[0] else [])
 
     def attack_settings(self) -> dict:
         return {name: {**run.attack.settings(self.predictor), "eot_draws": run.draws, "purpose": run.purpose}
@@ -161,6 +175,9 @@ class Evaluator:
             return self._diagnostics()
         if condition.name == CERTIFY:
             return self._certify(condition)
+        if condition.name == BINARIZATION:
+            from benchmark.binarization import run_test  # it builds on this module
+            return run_test(self, condition)
         return self._attack(condition)
 
     def _batches(self, condition: Condition, index: np.ndarray | None = None):
@@ -196,14 +213,19 @@ class Evaluator:
     def _predictive(self, condition: Condition, clean_entropy: np.ndarray | None):
         sigma = condition.param or 0.0
 
-        def batch_probs(seed, xb, _):
+        def batch_probs(seed, xb, yb):
             if sigma > 0:
                 generator = torch.Generator().manual_seed(stream_seed(seed, "input-noise"))
                 noise = torch.randn(xb.shape, generator=generator).to(xb.device)
                 xb = (xb + sigma * noise).clamp(0, 1)
-            return self.predictor.probs(xb, self.samples).float().cpu()
+            p = self.predictor.probs(xb, self.samples).float()
+            if condition.name != CLEAN:
+                return p.cpu(), None
+            # the clean point is a candidate of the one-point worst case (benchmark.metrics.strongest_point)
+            return p.cpu(), self._selection_scores(xb, yb, seed, [p])
 
-        p = torch.cat(self._map(condition, batch_probs))
+        batches = self._map(condition, batch_probs)
+        p = torch.cat([probs for probs, _ in batches])
         y = self.y.cpu()
         metrics = classification_metrics(p, y)
         entropy = predictive_entropy(p)
@@ -211,6 +233,8 @@ class Evaluator:
         if condition.name == NOISE and clean_entropy is not None:  # None: the clean condition failed
             rows.append(metric_row(NOISE, sigma, "auroc", auroc(torch.as_tensor(clean_entropy), entropy)))
         arrays = {"probs": p.numpy(), "correct": (p.argmax(1) == y).numpy()[None, :], "entropy": entropy.numpy()}
+        if condition.name == CLEAN:
+            arrays["selection"] = torch.cat([score for _, score in batches], dim=1).numpy()
         return rows, arrays
 
     def _diagnostics(self):
@@ -250,51 +274,75 @@ class Evaluator:
         return rows, {"n": np.array([n])}
 
     def survivors(self, condition: Condition) -> np.ndarray:
-        """Examples that survived, in some re-evaluation, the clean rule and every attack before ``condition`` in
-        the cascade: every attack at a smaller eps (its ball lies inside this one, so a point broken there is
-        broken here) and, for a black-box attack, the white-box attacks at its own eps. The others are broken in
-        every re-evaluation already and are not attacked again. ``load`` returns None for a condition that
-        failed: it removes no example. Without ``load`` (an attack run on its own, as the benchmarks do) nothing is
-        known to be broken, and every example is attacked."""
+        """Examples that survived, in some selection evaluation, the clean rule and every attack before ``condition``
+        in the cascade: every attack at a smaller eps (its ball lies inside this one, so a point broken there is
+        broken here) and, for a black-box attack, the white-box attacks at its own eps (for the convergence check,
+        every attack at its own eps). The others were broken in
+        every selection evaluation already and are not attacked again. The selection evaluations, not the judged
+        ones, decide, so that which points exist never depends on the draws they are judged with
+        (:func:`benchmark.metrics.strongest_point`). ``load`` returns None for a condition that failed: it removes
+        no example. Without ``load`` (an attack run on its own, as the benchmarks do) nothing is known to be
+        broken, and every example is attacked."""
         if self.load is None:
             return np.ones(len(self.y), dtype=bool)
         clean = self.load(condition_id(CLEAN))
         if clean is None:
             raise PluginOutputError("the clean condition failed, so no example is known to survive to be attacked")
-        alive = clean["correct"].any(0)
+        alive = self._survived(condition_id(CLEAN), clean)
         black = not self.attacks[condition.name].attack.white_box
         for earlier in self.plan():
             if earlier.name not in self.attacks or earlier == condition:
                 continue
             same = same_eps(earlier.param, condition.param)
-            if earlier.param < condition.param and not same or (
-                    same and black and self.attacks[earlier.name].attack.white_box):
+            if earlier.param < condition.param and not same or same and (
+                    black and self.attacks[earlier.name].attack.white_box or condition.name == DOUBLED):
                 arrays = self.load(earlier.id)
                 if arrays is not None:
-                    alive &= arrays["correct"].any(0)
+                    alive &= self._survived(earlier.id, arrays)
         return alive
+
+    def _survived(self, condition: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """The examples a condition's points left correctly classified in some selection evaluation."""
+        return (selection_of(arrays, self.predictor.is_random, condition) >= 0).any(0)
+
+    def _selection_scores(self, x: torch.Tensor, y: torch.Tensor, seed: int,
+                          judged: list[torch.Tensor]) -> torch.Tensor:
+        """The selection scores [selections, B] of the points ``x`` (:func:`benchmark.metrics.selection_score`): a
+        random model's on evaluations of a stream of their own, never its judged ones; a non-random model's on its
+        judged evaluation, which any other would repeat."""
+        chosen_on = self._evaluations(x, seed, "selection", self.selections) if self.predictor.is_random else judged
+        return torch.stack([selection_score(p.float(), y) for p in chosen_on]).cpu()
+
+    def _evaluations(self, x: torch.Tensor, seed: int, purpose: str, count: int) -> list[torch.Tensor]:
+        """``count`` evaluations of the deployed rule (S draws each) at ``x``, on the batch's stream ``purpose``,
+        whatever the attack drew or reseeded."""
+        torch.manual_seed(stream_seed(seed, purpose))
+        with torch.no_grad():
+            return [self.predictor.probs(x, self.samples) for _ in range(count)]
 
     def _attack(self, condition: Condition):
         run = self.attacks[condition.name]
         eps = float(condition.param)
         index = np.flatnonzero(self.survivors(condition))
 
-        def batch_correct(seed, xb, yb):
+        def batch_outcomes(seed, xb, yb):
             x_adv = run.attack(self.predictor, xb, yb, eps, run.draws)  # within the threat model (Attack.__call__)
-            torch.manual_seed(stream_seed(seed, "re-evaluation"))  # whatever the attack drew or reseeded
-            with torch.no_grad():
-                return torch.stack([self.predictor.probs(x_adv, self.samples).argmax(1) == yb
-                                    for _ in range(self.reevals)]).cpu()
+            judged = self._evaluations(x_adv, seed, "re-evaluation", self.reevals)
+            correct = torch.stack([p.argmax(1) == yb for p in judged]).cpu()
+            return correct, self._selection_scores(x_adv, yb, seed, judged)
 
-        correct = self._map(condition, batch_correct, index)
-        # examples not attacked were broken in every re-evaluation already: they count as broken, so every
-        # attack's row reads cumulatively (as AutoAttack reports its stages)
+        outcomes = self._map(condition, batch_outcomes, index)
+        # examples not attacked were broken in every selection evaluation already: they count as broken, so every
+        # attack's row reads cumulatively (as AutoAttack reports its stages); this attack made no point for them
+        # (NaN), and the robust accuracy counts them broken (benchmark.scoring)
         full = np.zeros((self.reevals, len(self.y)), dtype=bool)
+        selection = np.full((self.selections, len(self.y)), np.nan, dtype=np.float32)
         if len(index):
-            full[:, index] = torch.cat(correct, dim=1).numpy()
+            full[:, index] = torch.cat([correct for correct, _ in outcomes], dim=1).numpy()
+            selection[:, index] = torch.cat([score for _, score in outcomes], dim=1).numpy()
         rows = accuracy_rows(condition.name, eps, full)
         rows.append(metric_row(condition.name, eps, "attacked", len(index)))
-        return rows, {"correct": full}
+        return rows, {"correct": full, "selection": selection}
 
 
     def _certify(self, condition: Condition):
@@ -326,6 +374,20 @@ class Evaluator:
         if (low > high).any():
             raise PluginOutputError("interval_logits returned a lower bound above its upper bound")
         return low, high
+
+
+def selection_of(arrays: dict[str, np.ndarray], random: bool, condition: str) -> np.ndarray:
+    """A clean or attack condition's selection scores [evaluations, N] (:func:`benchmark.metrics.selection_score`). A
+    condition stored before they were kept has none: a non-random model's judged evaluation is its selection one,
+    and its correctness (0 right, -1 wrong) gives the same cascade and the same worst case; a random model's
+    cannot be recovered, and its run must be recomputed."""
+    if "selection" in arrays:
+        return arrays["selection"]
+    if not random:
+        return arrays["correct"].astype(np.float32) - 1
+    raise BenchmarkError(f"condition {condition} was stored before the harness kept the selection evaluations a "
+                         "random model's robust accuracy is chosen on; delete the run's conditions/ folder and run "
+                         "the same command again (the trained weights are reused)")
 
 
 def accuracy_rows(name: str, param: float, correct: np.ndarray) -> list[dict]:

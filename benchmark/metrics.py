@@ -112,6 +112,38 @@ def mean_interval(per_run_accuracy: Sequence[float], n_examples: int) -> tuple[f
     return mean, max(0.0, min(mean, centre - half)), min(1.0, max(mean, centre + half))
 
 
+def selection_score(probs: Tensor, y: Tensor) -> Tensor:
+    """How strong an adversarial point is, from one evaluation of the deployed predictive ``probs`` [N, C]: the
+    margin p_y - max_{j != y} p_j (Carlini & Wagner 2017, on probabilities), less 1 where the argmax is not y, so
+    that every misclassified point ranks below every correctly classified one (an exact tie too) and the score is
+    >= 0 exactly where the decision is right. The lower, the stronger."""
+    label = y.long()[:, None]
+    others = probs.scatter(1, label, -torch.inf).max(dim=1).values
+    return probs.gather(1, label).squeeze(1) - others - (probs.argmax(dim=1) != y).to(probs.dtype)
+
+
+def strongest_point(candidates: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The robust outcome [R, N] with one adversarial point per example, the field's worst case (Madry et al. 2018;
+    Croce & Hein 2020 keep one point per example across AutoAttack's stages).
+
+    ``candidates`` are ``(judged, selection)`` per condition: the correctness [R, N] (or [1, N]) of its points in the
+    R judged evaluations, and their :func:`selection_score` [E, N] in E evaluations on independent draws. Per
+    example the candidate with the lowest mean selection score is chosen, the earlier on a tie, and its judged
+    outcome is the result: the choice never sees the judged draws, so the chosen point is judged on fresh
+    randomness, and a random model's own noise is not scored as a vulnerability. NaN (no point: an example the
+    condition did not attack) is never chosen, and an example no candidate has a point for counts as broken. For a
+    non-random model the choice falls on a misclassified candidate wherever there is one: the result is exactly
+    the conjunction over the candidates.
+    """
+    lowest = np.full(candidates[0][0].shape[1], np.inf)
+    chosen = np.zeros((1, lowest.size), dtype=bool)
+    for judged, selection in candidates:
+        score = np.asarray(selection, dtype=float).mean(axis=0)
+        better = score < lowest  # NaN, no point, never wins
+        chosen, lowest = np.where(better, judged, chosen), np.where(better, score, lowest)
+    return chosen
+
+
 def robust_auc(clean_acc: float, eps_points: Sequence[float], robust_accs: Sequence[float], eps: float) -> float:
     """Normalised area under the robust-accuracy-against-eps curve on [0, eps]: the trapezoid rule through
     (0, clean accuracy) and each measured point up to ``eps``, divided by ``eps``. It lies in [0, 1], equals the

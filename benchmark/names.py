@@ -16,7 +16,11 @@ CLEAN = "clean"
 NOISE = "noise"  # the Gaussian noise sweep, one condition per sigma; sigma 0 is the clean point again
 DIAGNOSTICS = "diagnostics"  # the gradient-masking evidence
 ROBUST = "robust"  # the per-example worst case over every attack at an eps
+#: the robust rows' conservative figure: an example counts only where it survived every attack in the same
+#: re-evaluation (a random model's own noise is scored as a vulnerability; ``accuracy`` is one point per example)
+ALL_ATTACKS = "accuracy_all_attacks"
 CERTIFY = "certify"  # interval bound propagation at an eps (plugins with interval bounds)
+BINARIZATION = "binarization"  # the attack self-test at the dataset eps (benchmark.binarization)
 #: the certify condition's certified accuracy as a curve of the published eps table, beside the attacks
 CERTIFIED = "certified"
 

@@ -39,10 +39,12 @@ def flags_table(root: Path = ROOT) -> str:
     """Every flag, the evidence in ``metrics.csv`` it is decided on, and when it fires."""
     from benchmark.diagnostics import FLAGS
 
-    lines = ["| flag | evidence (`diagnostics` metric in `metrics.csv`) | fires when |", "|---|---|---|"]
+    lines = ["| flag | evidence (`diagnostics` metric in `metrics.csv`) | fires when | demotes |", "|---|---|---|---|"]
     for flag in FLAGS:
         evidence = f"`{flag.evidence}`" if flag.evidence else "the `failed` rows"
-        lines.append(f"| `{flag.name}` | {evidence} | {_cell(flag.meaning)} |")
+        demotes = ("no: information" if not flag.demotes else
+                   "every verdict" if flag.scope == "every number" else "attacked accuracies")
+        lines.append(f"| `{flag.name}` | {evidence} | {_cell(flag.meaning)} | {demotes} |")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from benchmark import diagnostics, figures
 from benchmark.attacks.plan import MAIN
 from benchmark.errors import BenchmarkError
-from benchmark.names import CLEAN, ROBUST, same_eps
+from benchmark.names import BINARIZATION, CLEAN, ROBUST, same_eps
 from benchmark.render import (
     Block,
     Bullets,
@@ -267,7 +267,21 @@ def _results_table(clean: pd.Series, results: RunResults, eps: float, config: di
         ]
     noisy = results.noise_mean("accuracy")
     rows.append(("Noise accuracy, mean over σ > 0", "not run" if missing(noisy) else num(noisy)))
+    rows += _binarization_row(results, eps)
     return pd.DataFrame(rows, columns=["metric", "value"])
+
+
+def _binarization_row(results: RunResults, eps: float) -> list[tuple[str, str]]:
+    """The attacks' self-test (benchmark.binarization): the share of its conclusive tests they passed; nothing for
+    a run without it (made before it existed, or failed: the failed conditions list it)."""
+    label = f"Binarization test at ε = {eps_text(eps)}: attacks' pass rate"
+    row = results.at(BINARIZATION, eps)
+    if row is None:
+        return []
+    tested, conclusive, passed = (int(row.get(m, 0)) for m in ("tested", "conclusive", "passed"))
+    if not conclusive:
+        return [(label, f"no conclusive test of {tested}")]
+    return [(label, f"{num(row.get('pass_rate'))} ({passed} of {conclusive} conclusive tests passed; {tested} tested)")]
 
 
 def _noise_table(noise: pd.DataFrame) -> pd.DataFrame:

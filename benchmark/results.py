@@ -13,6 +13,8 @@ from benchmark import diagnostics
 from benchmark.columns import ordered_row
 from benchmark.metrics import robust_auc
 from benchmark.names import (
+    ALL_ATTACKS,
+    BINARIZATION,
     CERTIFIED,
     CERTIFY,
     CLEAN,
@@ -147,10 +149,12 @@ def summary_row(config: dict, results: RunResults, params: int, train_seconds: f
         "robust_acc_ci_low": results.value(ROBUST, "accuracy_ci_low", eps),
         "robust_acc_ci_high": results.value(ROBUST, "accuracy_ci_high", eps),
         "robust_acc_worst": results.value(ROBUST, "accuracy_worst", eps),
+        "robust_acc_all_attacks": results.value(ROBUST, ALL_ATTACKS, eps),
         "reevals": config["reevals"], "run_id": config["run_id"],
         "certified_acc": results.value(CERTIFY, "certified_acc", eps),  # NaN (empty): no certify condition
         "robust_auc": robust_auc(clean_acc, curve.index.astype(float), curve.to_numpy(dtype=float), eps),
         "noise_auroc": results.noise_mean("auroc"),
         "training": config.get("training", ""),
         "protocol": config["protocol"],
+        "binarization_pass_rate": results.value(BINARIZATION, "pass_rate", eps),  # NaN (empty): none conclusive
     })

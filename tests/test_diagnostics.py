@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmark import diagnostics
-from benchmark.names import DIAGNOSTICS, METRIC_COLUMNS, condition_id, metric_row
+from benchmark.attacks.plan import DOUBLED, MAIN, MARGIN, TARGETED
+from benchmark.names import CLEAN, DIAGNOSTICS, METRIC_COLUMNS, condition_id, metric_row
 from benchmark.results import RunResults
 from benchmark.runner import RunRequest, run
 
@@ -71,6 +72,7 @@ def test_each_flag_fires_just_past_its_threshold(evidence, flag):
     ("fewer_steps_p", "short-attack-not-converged"),
     ("eot_p", "eot-not-converged"),
     ("blackbox_p", "blackbox-beats-whitebox"),
+    ("losses_p", "losses-disagree"),
 ])
 def test_each_paired_test_flag_fires_below_its_significance_level(evidence, flag):
     assert diagnostics.flags(_metrics(**{evidence: 0.009}), 10, "deterministic") == [flag]
@@ -133,3 +135,64 @@ def test_the_strongest_backward_pass_and_the_surrogate_gain_by_hand():
     assert {r["metric"]: r["value"] for r in rows}["surrogate_gain"] == pytest.approx(0.15)
     rows = diagnostics.evidence_rows(0.3, 0.5, {}, lambda _: None, lambda n, e: accuracies.get((n, e), np.nan))
     assert "surrogate_gain" not in {r["metric"] for r in rows}  # no other backward pass
+
+
+def _loss_flags(first: np.ndarray, second: np.ndarray, pair=(MAIN, MARGIN)) -> list[str]:
+    """The flags of two white-box attacks' [R, N] correctness at the dataset eps, and nothing else measured."""
+    arrays = {condition_id(CLEAN): np.ones_like(first), condition_id(pair[0], 0.3): first,
+              condition_id(pair[1], 0.3): second}
+    rows = diagnostics.evidence_rows(0.3, 0.5, dict.fromkeys(pair, True), arrays.get, lambda name, eps: np.nan)
+    return diagnostics.flags(RunResults(pd.DataFrame(rows, columns=METRIC_COLUMNS)), 10, "deterministic")
+
+
+@pytest.mark.parametrize("pair", [(MAIN, MARGIN), (MAIN, TARGETED), (MARGIN, TARGETED)])
+def test_losses_disagree_fires_when_one_loss_breaks_what_the_other_misses_either_way(pair):
+    """On VDP at MNIST eps 0.2 the best single attack left 0.189 and their union 0.153, and nothing fired."""
+    ce = np.random.default_rng(0).random((1, 500)) < 0.5
+    margin = ce.copy()
+    margin[0, np.flatnonzero(ce[0])[:20]] = False  # the other loss breaks 20 examples more
+    assert _loss_flags(ce, margin, pair) == ["losses-disagree"]
+    assert _loss_flags(margin, ce, pair) == ["losses-disagree"]
+
+
+def test_losses_that_break_the_same_examples_or_trade_evenly_fire_nothing():
+    ce = np.random.default_rng(0).random((1, 500)) < 0.5
+    assert _loss_flags(ce, ce) == []  # a plain deterministic baseline: both losses break the same examples
+    traded = ce.copy()
+    standing, broken = np.flatnonzero(ce[0]), np.flatnonzero(~ce[0])
+    traded[0, standing[:10]], traded[0, broken[:10]] = False, True  # as two random restarts of one attack would
+    assert _loss_flags(ce, traded) == []
+    assert {r["metric"] for r in diagnostics.evidence_rows(0.3, 0.5, {MAIN: True}, {}.get, lambda n, e: np.nan)} \
+        .isdisjoint({"losses_p", "losses_gap"})  # the plan lacks the other loss: nothing measured
+
+
+def _convergence_flags(before: np.ndarray, doubled: np.ndarray, noisy: bool = False) -> list[str]:
+    """The flags from the convergence evidence alone: one attack's [R, N] outcome at the dataset eps, then the
+    doubled strongest attack's on the same examples (selection scores drawn apart from the judged outcomes)."""
+    rng = np.random.default_rng(1)
+
+    def scores(judged):  # a noisy model's selection evaluations are independent of its judged ones
+        return (rng.random(judged.shape) < 0.8) - 0.5 if noisy else judged - 0.5
+
+    clean = rng.random(before.shape) < 0.8 if noisy else np.ones_like(before)
+    arrays = {condition_id(CLEAN): clean, condition_id(MAIN, 0.3): before, condition_id(DOUBLED, 0.3): doubled}
+    chosen = {name: scores(judged) for name, judged in arrays.items()}
+    rows = diagnostics.convergence_rows(0.3, [MAIN], arrays.get, chosen.get)
+    return diagnostics.flags(RunResults(pd.DataFrame(rows, columns=METRIC_COLUMNS)), 10, "stochastic")
+
+
+def test_strongest_attack_not_converged_fires_when_doubling_its_budget_still_breaks_more():
+    before = np.random.default_rng(0).random((1, 500)) < 0.5
+    doubled = before.copy()
+    doubled[0, np.flatnonzero(before[0])[:12]] = False  # twice the steps break 12 examples every attack missed
+    assert _convergence_flags(before, doubled) == ["strongest-attack-not-converged"]
+    doubled[0, np.flatnonzero(before[0])[2:12]] = True  # two: within what a converged attack's rerun finds
+    assert _convergence_flags(before, doubled) == []
+
+
+def test_a_noisy_model_whose_doubled_attack_finds_nothing_new_raises_no_convergence_flag():
+    """Judged on fresh draws, the same points come out differently each time: that is no evidence."""
+    rng = np.random.default_rng(2)
+    # the attacks changed nothing: every point, clean or attacked, is the clean one judged on other draws
+    before, doubled = rng.random((3, 500)) < 0.8, rng.random((3, 500)) < 0.8
+    assert _convergence_flags(before, doubled, noisy=True) == []

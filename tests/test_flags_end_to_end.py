@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from benchmark.attacks.pgd import PGD
-from benchmark.attacks.plan import MAIN, MORE_DRAWS, MORE_STEPS, attack_plan
+from benchmark.attacks.plan import MAIN, MARGIN, MORE_DRAWS, MORE_STEPS, TARGETED, attack_plan
 from benchmark.attacks.square import Square
 from benchmark.attacks.transfer import Transfer
 from benchmark.profiles import PROFILES
@@ -53,7 +53,7 @@ def test_eot_not_converged_fires_when_more_draws_change_the_result(out, monkeypa
 
 
 def test_blackbox_beats_whitebox_fires_when_only_the_black_box_attack_breaks(out, monkeypatch):
-    blind = {name: BLIND for name in ("fgsm", MAIN, MORE_STEPS, "pgd-dlr")}
+    blind = {name: BLIND for name in ("fgsm", MAIN, MORE_STEPS, MARGIN, TARGETED)}
     flags = flags_with(out, monkeypatch, "baseline", **blind, square=Square(queries=300))
     assert "blackbox-beats-whitebox" in flags, flags
 
@@ -61,7 +61,7 @@ def test_blackbox_beats_whitebox_fires_when_only_the_black_box_attack_breaks(out
 def test_eps_no_collapse_fires_when_nothing_reaches_the_model_even_at_the_large_eps(out, monkeypatch):
     """The large eps reads cumulatively (what any attack broke at a smaller eps stays broken), so the flag fires
     when every attack misses, as on a model whose gradients and queries both mislead."""
-    blind = {name: BLIND for name in ("fgsm", MAIN, MORE_STEPS, "pgd-dlr", "square")}
+    blind = {name: BLIND for name in ("fgsm", MAIN, MORE_STEPS, MARGIN, TARGETED, "square")}
     assert "eps-no-collapse" in flags_with(out, monkeypatch, "baseline", **blind)
 
 

@@ -53,24 +53,27 @@ def test_mc_dropout_run_writes_every_output(tmp_path):
 
 @pytest.mark.slow
 def test_robust_accuracy_is_the_per_example_worst_case(tmp_path):
-    run(RunRequest(model="baseline", out=tmp_path, **TINY))
+    """At eps 0.1 a briefly trained CNN keeps part of its examples under some attacks and not others: the robust
+    set must be exactly those no stored attack broke, below every single attack (at MNIST's 0.3 every array is
+    zero and any rule passes)."""
+    run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "n_train": 1500, "epochs": 2, "eps": 0.1}))
     import numpy as np
 
     (run_dir,) = (tmp_path / "runs").iterdir()
-
-    def load(c):
-        return np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
-
-    at_eps = [p.stem for p in (run_dir / "conditions").glob("*-0.3.npz")]
-    assert {"fgsm-0.3", "pgd-0.3", "pgd-long-0.3", "square-0.3"} <= set(at_eps)
-    expected = load("clean")
-    for condition in at_eps:
-        expected = expected & load(condition)
-    expected = expected.mean()
+    attacks = [p for p in (run_dir / "conditions").glob("*-0.1.npz") if not p.stem.startswith("binarization")]
+    assert {"fgsm-0.1", "pgd-0.1", "pgd-long-0.1", "apgd-t-0.1", "square-0.1"} <= {p.stem for p in attacks}
+    clean = np.load(run_dir / "conditions" / "clean.npz")["correct"][0]
+    survived = {p.stem: np.load(p)["correct"][0] for p in attacks}
+    smaller = [np.load(p)["correct"][0] for p in (run_dir / "conditions").glob("*-0.0333*.npz")
+               if not p.stem.startswith("binarization")]
     metrics = metrics_of(tmp_path)
-    robust = metrics[(metrics.condition == "robust") & (metrics.param == 0.3)
+    robust = metrics[(metrics.condition == "robust") & np.isclose(metrics.param, 0.1)
                      & (metrics.metric == "accuracy")].value.item()
-    assert robust == pytest.approx(expected)
+    assert 0 < robust < clean.mean()
+    assert robust <= min(correct.mean() for correct in survived.values())
+    assert max(correct.mean() for correct in survived.values()) > robust  # some attack alone left more standing
+    standing = np.logical_and.reduce([clean, *survived.values(), *smaller])
+    assert robust == pytest.approx(standing.mean())
 
 
 @pytest.mark.slow
@@ -279,16 +282,18 @@ def test_black_box_rows_are_cumulative_over_the_white_box_attacks(tmp_path):
     run(RunRequest(model="mc-dropout", out=tmp_path, **TINY))
     (run_dir,) = (tmp_path / "runs").iterdir()
 
-    def load(c):
-        return np.load(run_dir / "conditions" / f"{c}.npz")["correct"]
+    def load(c, array="correct"):
+        return np.load(run_dir / "conditions" / f"{c}.npz")[array]
 
-    white = load("clean") & load("fgsm-0.3") & load("pgd-0.3") & load("pgd-long-0.3") & load("pgd-eot2x-0.3")
-    white &= load("pgd-dlr-0.3")
+    standing = np.ones(40, dtype=bool)  # what the cascade decides on: the selection evaluations
+    for white in ("clean", "fgsm-0.3", "pgd-0.3", "pgd-long-0.3", "pgd-eot2x-0.3", "pgd-dlr-0.3", "apgd-t-0.3"):
+        standing &= (load(white, "selection") >= 0).any(0)
     for name in ("square", "transfer"):
         black = load(f"{name}-0.3")
-        assert black.shape == white.shape
-        assert not (black & ~white.any(0)).any()  # nothing counted robust that every white-box re-evaluation broke
-        assert black.mean() <= white.any(0).mean()
+        assert black.shape == load("pgd-0.3").shape
+        assert not (black & ~standing).any()  # nothing counted robust that every white-box selection broke
+        assert np.isnan(load(f"{name}-0.3", "selection")[:, ~standing]).all()  # and no point of its own there
+        assert black.mean() <= standing.mean()
 
 
 def test_a_cpu_row_names_the_processor_and_the_threads():

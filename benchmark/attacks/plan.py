@@ -14,6 +14,7 @@ from typing import Literal
 from benchmark.attacks.apgd import APGD
 from benchmark.attacks.autoattack import AutoAttack
 from benchmark.attacks.base import Attack
+from benchmark.attacks.doubled import Doubled
 from benchmark.attacks.fgsm import FGSM
 from benchmark.attacks.pgd import PGD
 from benchmark.attacks.square import Square
@@ -25,6 +26,9 @@ MORE_STEPS = "pgd-long"
 MORE_DRAWS = "pgd-eot2x"
 MARGIN = "pgd-dlr"  # the main attack on the DLR margin instead of the cross-entropy
 TARGETED = "apgd-t"  # APGD on the targeted DLR margin, towards the few classes ranked next to the true one
+DOUBLED = "strongest-2x"  # the convergence check: the strongest attack a model gets, with twice its budget
+#: the plan's attacks, strongest first: the first a model gets is the one the convergence check doubles
+STRONGEST = ("autoattack", TARGETED, MORE_STEPS)
 #: target classes of the targeted line (AutoAttack's APGD-T takes nine; the few ranked highest break most)
 TARGETED_CLASSES = 3
 #: the main attack through each of the plugin's other backward passes: conditions ``pgd-bpda-<variant>``
@@ -92,6 +96,9 @@ def attack_plan(pgd_steps: int, pgd_restarts: int, square_queries: int, autoatta
                                   "AutoAttack (standard; APGD-CE and APGD-DLR on the K-draw "
                                   "average for stochastic models)"))
     plan += [
+        PlannedAttack(DOUBLED, Doubled(of=STRONGEST),
+                      "the strongest attack with twice its steps and queries, at the dataset's eps on the examples "
+                      "every attack left standing: doubling must not pay (strongest-attack-not-converged)"),
         PlannedAttack("square", Square(queries=square_queries),
                       "black-box random search on the K-draw-averaged margin, "
                       "on the examples the white-box attacks missed"),

@@ -3,12 +3,21 @@
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from benchmark.attacks import Attack, project
-from benchmark.attacks.plan import BPDA_PREFIX, MAIN, NOT_APPLICABLE, TARGETED, PlannedAttack, attack_plan
+from benchmark.attacks.plan import (
+    BPDA_PREFIX,
+    DOUBLED,
+    MAIN,
+    NOT_APPLICABLE,
+    TARGETED,
+    PlannedAttack,
+    attack_plan,
+)
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import Condition, Evaluator
 from benchmark.predictive import Predictor
@@ -42,15 +51,15 @@ def _evaluator(kind="deterministic", profile=None, surrogate=None, likelihood=No
 
 def test_the_plan_decides_the_attacks_and_their_draws():
     deterministic = _evaluator()
-    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", "apgd-t", "square"]
+    assert list(deterministic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", "apgd-t", "strongest-2x", "square"]
     surrogate = ("a surrogate", Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "deterministic"))
     stochastic = _evaluator("stochastic", surrogate=surrogate, likelihood=lambda out, y: out.sum(1))
     assert list(stochastic.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-eot2x", "pgd-dlr", "pgd-likelihood", "apgd-t",
-                                        "square", "transfer"]
+                                        "strongest-2x", "square", "transfer"]
     eot = PROFILES["quick"].eot
     assert {name: run.draws for name, run in stochastic.attacks.items()} == {
         "fgsm": eot, "pgd": eot, "pgd-long": eot, "pgd-eot2x": 2 * eot, "pgd-dlr": eot, "pgd-likelihood": 1,
-        "apgd-t": eot, "square": eot, "transfer": 1}
+        "apgd-t": eot, "strongest-2x": eot, "square": eot, "transfer": 1}
     assert stochastic.attacks["square"].attack.seed == 7  # bound to the run's seed
     assert stochastic.attack_settings()["transfer"]["surrogate"] == "a surrogate"
     assert "autoattack" in _evaluator(profile=get_profile("standard")).attacks
@@ -91,11 +100,37 @@ def test_the_published_profile_runs_autoattack_at_every_eps_after_the_cheap_atta
     assert "reference" not in PROFILES  # retired: quick's attacks on 2,000 images, without AutoAttack
 
 
+def test_the_convergence_check_doubles_the_strongest_attack_after_every_other_at_the_dataset_eps():
+    quick, published = _evaluator(), _evaluator(profile=get_profile("published"))
+    for evaluator, strongest in ((quick, TARGETED), (published, "autoattack")):
+        doubled = evaluator.attacks[DOUBLED].attack
+        original = evaluator.attacks[strongest].attack
+        assert doubled.doubles == strongest and doubled.attack.steps == 2 * original.steps
+        assert getattr(doubled.attack, "queries", 0) == 2 * getattr(original, "queries", 0)
+        at = [c for c in evaluator.plan() if c.name == DOUBLED]
+        assert [c.param for c in at] == [0.3]  # the dataset's eps alone
+        same_eps = [c.name for c in evaluator.plan() if c.param == 0.3 and c.name in evaluator.attacks]
+        assert same_eps[-1] == DOUBLED  # after the black-box attacks too
+    three_classes = Predictor(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)), "deterministic", num_classes=3)
+    three = Evaluator(three_classes, torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]), get_profile("quick"), 0.3,
+                      torch.device("cpu"), 0)
+    assert three.attacks[DOUBLED].attack.doubles == "pgd-long"  # no APGD-T below four classes
+    # it attacks only what every attack at its eps left standing, the black-box ones included
+    evaluator = _evaluator()
+    finished = {"clean": {"correct": np.ones((1, 4), dtype=bool)}}
+    for name in evaluator.attacks:
+        if name != DOUBLED:
+            finished[f"{name}-0.3"] = {"correct": np.ones((1, 4), dtype=bool)}
+    finished["square-0.3"] = {"correct": np.array([[True, False, True, True]])}
+    evaluator.load = finished.get
+    assert evaluator.survivors(Condition(DOUBLED, 0.3)).tolist() == [True, False, True, True]
+
+
 def test_an_attack_added_to_a_plan_runs_as_a_condition_of_its_own():
     plan = (*attack_plan(pgd_steps=2, pgd_restarts=1, square_queries=5, autoattack=False)[:2],
             PlannedAttack("corner", Corner(), "a test attack"))
     evaluator = _evaluator(profile=get_profile("quick", attacks=plan))
-    assert ([c.id for c in evaluator.plan() if c.name not in ("clean", "diagnostics", "noise", MAIN)]
+    assert ([c.id for c in evaluator.plan() if c.name not in ("clean", "diagnostics", "noise", MAIN, "binarization")]
             == ["fgsm-0.1", "corner-0.1", "fgsm-0.2", "corner-0.2", "fgsm-0.3", "corner-0.3"])
     assert evaluator.attack_settings()["corner"] == {"seed": 7, "eot_draws": 1, "purpose": "a test attack"}
     finished = {}
@@ -148,15 +183,16 @@ def test_a_plugin_with_other_backward_passes_is_attacked_through_each_at_every_e
     evaluator = Evaluator(evaluator.predictor, evaluator.x, evaluator.y, get_profile("quick"), 0.3,
                           torch.device("cpu"), 7, gradient_variants={n: switch(n) for n in ("wide", "narrow", "exact")})
     assert list(evaluator.attacks) == ["fgsm", "pgd", "pgd-long", "pgd-dlr", f"{BPDA_PREFIX}-wide",
-                                       f"{BPDA_PREFIX}-narrow", "apgd-t", "square"]
+                                       f"{BPDA_PREFIX}-narrow", "apgd-t", "strongest-2x", "square"]
     assert evaluator.bpda_attacks == [f"{BPDA_PREFIX}-wide", f"{BPDA_PREFIX}-narrow"] and plain.bpda_attacks == []
     assert list(plain.attacks) == [n for n in evaluator.attacks if n not in evaluator.bpda_attacks]
     by_eps = {}
     for condition in evaluator.plan():
         if condition.name in evaluator.attacks:
             by_eps.setdefault(round(condition.param, 6), []).append(condition.name)
-    for eps in (0.1, 0.2, 0.3):  # every eps of the sweep, white-box before square
-        assert by_eps[eps] == list(evaluator.attacks)
+    sweep = [name for name in evaluator.attacks if name != DOUBLED]
+    for eps in (0.1, 0.2, 0.3):  # every eps of the sweep, white-box before square; the convergence check last
+        assert by_eps[eps] == sweep + ([DOUBLED] if eps == 0.3 else [])
     assert by_eps[0.5] == [MAIN]
     settings = evaluator.attack_settings()[f"{BPDA_PREFIX}-narrow"]
     assert settings["backward"] == "narrow" and settings["steps"] == PROFILES["quick"].attacks[1].attack.steps

@@ -14,6 +14,7 @@ from torch import nn
 import benchmark.attacks
 from benchmark.attacks import APGD, FAB, FGSM, PGD, Attack, AutoAttack, Square, Transfer
 from benchmark.attacks.bpda import BPDA
+from benchmark.attacks.doubled import Doubled
 from benchmark.attacks.plan import PlannedAttack
 from benchmark.errors import HarnessBug, PluginOutputError
 from benchmark.evaluation import Condition, Evaluator
@@ -44,6 +45,7 @@ SMALL = {
     APGD: lambda: APGD(steps=5),
     AutoAttack: lambda: AutoAttack(steps=3, queries=20),
     BPDA: lambda: BPDA(PGD(steps=3), "none", nullcontext),
+    Doubled: lambda: Doubled(of=("pgd",)).bound_to({"pgd": PGD(steps=2)}),
     FAB: lambda: FAB(steps=3, targets=2),
     FGSM: FGSM,
     PGD: lambda: PGD(steps=3, restarts=2),
