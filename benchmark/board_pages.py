@@ -16,6 +16,7 @@ from benchmark.board import (
     protocols,
     ranked_and_flagged,
     report_link,
+    retired_notes,
     robust_curves,
 )
 from benchmark.columns import BY_NAME, DISPLAY
@@ -60,13 +61,18 @@ ROBUST_AT = "robust_acc@"
 
 def markdown_page(board: Board) -> str:
     """``leaderboards/<dataset>.md``: the dataset's tables, one per protocol, each followed by its figures."""
-    return markdown([Heading(f"Leaderboard: {board.dataset}", level=1), *(Quote(note) for note in board.notes),
-                     Paragraph(RANKING), *_protocol_blocks(board, "md", level=2)])
+    return markdown([Heading(f"Leaderboard: {board.dataset}", level=1),
+                     *(Paragraph(note, note=True) for note in retired_notes(board.rows.protocol)),
+                     *(Quote(note) for note in board.notes), Paragraph(RANKING),
+                     *_protocol_blocks(board, "md", level=2)])
 
 
 def index_page(boards: list[Board]) -> str:
     """``leaderboards/index.html``: every dataset's tables and figures on one page, each table sortable."""
-    blocks: list[Block] = [Heading(TITLE, level=1), Paragraph(f"{RANKING} {HOW_TO_READ}")]
+    blocks: list[Block] = [Heading(TITLE, level=1),
+                           *(Paragraph(note, note=True) for note in
+                             retired_notes(name for board in boards for name in board.rows.protocol)),
+                           Paragraph(f"{RANKING} {HOW_TO_READ}")]
     for board in boards:
         blocks += [Heading(board.dataset), *(Quote(note) for note in board.notes),
                    *_protocol_blocks(board, "html", level=3)]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.board import board_tables, protocols, read_board
+from benchmark import diagnostics
+from benchmark.board import board_tables, protocols, read_board, retired_notes
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import mean_interval
 from benchmark.names import CERTIFIED, ROBUST, same_eps, split_flags
@@ -98,7 +99,8 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
           dataset: str, protocol: str) -> Verdict:
     """The verdict on ``claim`` for ``model`` against the claim's reference, from one protocol's rows."""
     row = rows[rows.model == model].iloc[0]
-    flags = split_flags(row["flags"])
+    # the flags that say this claim's number may be too high: attack flags bear on attacked accuracies only
+    flags = diagnostics.demoting(split_flags(row["flags"]), "attacks" if claim.evidence == "attack" else "every number")
     if claim.evidence == "noise":
         verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
     elif claim.evidence == "certified":
@@ -107,7 +109,8 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
         verdict, why, points = _attack(model, claim.reference, eps_curves, float(row.eps))
     if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
         named = " and ".join(flags)
-        verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {named}: its robust accuracy may be too high"
+        number = "robust accuracy" if claim.evidence == "attack" else "numbers"
+        verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {named}: its {number} may be too high"
     return Verdict(claim, model, dataset, protocol, verdict, why, points)
 
 
@@ -225,6 +228,7 @@ def claims_markdown(found: list[Verdict]) -> str:
                            "compares the certified accuracy (a sound lower bound) with "
                            "the reference's attacked accuracy (an upper bound). Quick-profile rows rest on 500 test "
                            "images and short training: read their verdicts as such."), ""]
+    lines[2:2] = [f"> **{markdown_text(note)}**\n" for note in retired_notes(v.protocol for v in found)]
     summary = pd.DataFrame([[v.claim.method, v.model, v.claim.statement, v.dataset, v.protocol, v.verdict, v.why]
                             for v in found],
                            columns=["method", "plugin", "claim", "dataset", "protocol", "verdict", "why"])

@@ -10,23 +10,23 @@ from benchmark.errors import BenchmarkError
 EPS = (0.1, 0.2, 0.3)
 
 
-def _board(tmp_path, models: dict[str, dict], n: int = 500, dataset: str = "mnist"):
+def _board(tmp_path, models: dict[str, dict], n: int = 500, dataset: str = "mnist", protocol: str = "quick"):
     """Leaderboard CSVs of ``dataset`` for ``models``: name -> {attack: accuracies at EPS}, plus 'noise' (accuracy
     per sigma), 'certified' and 'flags'."""
     board = tmp_path / "leaderboards"
     board.mkdir()
     rows, eps_rows, noise_rows = [], [], []
     for model, spec in models.items():
-        rows.append({"model": model, "dataset": dataset, "protocol": "quick", "n_examples": n, "eps": 0.3,
+        rows.append({"model": model, "dataset": dataset, "protocol": protocol, "n_examples": n, "eps": 0.3,
                      "flags": spec.get("flags", ""), "robust_acc": spec["robust"][-1]})
         for attack, accs in spec.items():
             if attack in ("noise", "flags"):
                 continue
             for eps, acc in zip(EPS, accs, strict=False):
-                eps_rows.append({"model": model, "protocol": "quick", "attack": attack, "eps": eps, "accuracy": acc,
+                eps_rows.append({"model": model, "protocol": protocol, "attack": attack, "eps": eps, "accuracy": acc,
                                  "accuracy_ci_low": max(0.0, acc - 0.04), "accuracy_ci_high": min(1.0, acc + 0.04)})
         for sigma, acc in zip((0.0, 0.1, 0.3, 0.5), spec.get("noise", (0.99, 0.98, 0.9, 0.6)), strict=True):
-            noise_rows.append({"model": model, "protocol": "quick", "sigma": sigma, "accuracy": acc, "ece": 0.02,
+            noise_rows.append({"model": model, "protocol": protocol, "sigma": sigma, "accuracy": acc, "ece": 0.02,
                                "auroc": 0.6})
     pd.DataFrame(rows).to_csv(board / f"{dataset}.csv", index=False)
     pd.DataFrame(eps_rows).to_csv(board / f"{dataset}-eps.csv", index=False)
@@ -70,6 +70,31 @@ def test_the_verdicts_follow_the_intervals(tmp_path):
     assert flagged.verdict == "holds only on a flagged row"
     assert "flagged eot-not-converged and zero-grad:" in flagged.why
     assert not [v for v in found if v.model in ("kap", "ensemble")]  # not on this board: nothing claimed for them
+
+
+def test_attack_flags_leave_noise_verdicts_and_information_flags_leave_every_verdict(tmp_path):
+    """A gradient-masking flag says an attacked accuracy may be too high: it cannot unsettle a noise verdict, which
+    rests on no attack; a flag given as information unsettles nothing; a failed condition unsettles every verdict."""
+    robust = {"fgsm": (0.9, 0.6, 0.2), "pgd": (0.85, 0.3, 0.0), "robust": (0.85, 0.3, 0.0),
+              "noise": (0.99, 0.99, 0.97, 0.9)}
+    board = _board(tmp_path, {"baseline": BASELINE,
+                              "endp": {**robust, "flags": "blackbox-beats-whitebox"},
+                              "kap": {**robust, "flags": "short-attack-not-converged"},
+                              "vdp": {**robust, "flags": "condition-failed"}})
+    found = verdicts(board)
+    assert _verdict(found, "endp").verdict == "holds only on a flagged row"
+    assert _verdict(found, "endp", "noise").verdict == "holds"
+    assert _verdict(found, "kap").verdict == "holds" and _verdict(found, "kap", "noise").verdict == "holds"
+    assert _verdict(found, "vdp").verdict == _verdict(found, "vdp", "noise").verdict == "holds only on a flagged row"
+
+
+def test_claims_on_rows_without_autoattack_say_so_at_the_top(tmp_path):
+    board = _board(tmp_path, {"baseline": BASELINE, "endp": BASELINE}, protocol="reference")
+    page = claims_markdown(verdicts(board))
+    assert "without AutoAttack" in page.split("| method")[0]
+    (tmp_path / "quick").mkdir()
+    quick = _board(tmp_path / "quick", {"baseline": BASELINE, "endp": BASELINE})
+    assert "without AutoAttack" not in claims_markdown(verdicts(quick))
 
 
 def test_a_certified_claim_needs_the_certified_lower_bound_above_the_references_attacked_accuracy(tmp_path):

@@ -11,7 +11,7 @@ import pandas as pd
 from fakes import make_finished_run
 
 from benchmark.attacks.plan import attack_plan
-from benchmark.board import datasets_on_board, protocols, table
+from benchmark.board import datasets_on_board, flagged, protocols, table
 from benchmark.leaderboard import publish, publish_all
 from benchmark.profiles import get_profile
 from benchmark.results import RunResults
@@ -69,7 +69,8 @@ def test_rows_rank_by_the_area_under_the_robust_curve_and_flagged_rows_apart(tmp
     make_finished_run(tmp_path, "flat-zero", robust=0.0, robust_auc=0.10)
     make_finished_run(tmp_path, "holds-longer", robust=0.0, robust_auc=0.40)
     make_finished_run(tmp_path, "gradient-masker", robust=0.6, robust_auc=0.90, flags="zero-grad")
-    make_finished_run(tmp_path, "higher-at-eps", robust=0.05, robust_auc=0.20)
+    make_finished_run(tmp_path, "higher-at-eps", robust=0.05, robust_auc=0.20,
+                      flags="short-attack-not-converged")  # information: the row stays ranked
     assert list(table(tmp_path, "mnist").model) == ["holds-longer", "higher-at-eps", "flat-zero", "gradient-masker"]
     publish(tmp_path, "mnist")
     board = tmp_path / "leaderboards"
@@ -79,6 +80,31 @@ def test_rows_rank_by_the_area_under_the_robust_curve_and_flagged_rows_apart(tmp
     assert "gradient-masker" in flagged and "zero-grad" in flagged and "holds-longer" not in flagged
     page = (board / "index.html").read_text()
     assert page.index("holds-longer") < page.index("<h4>Flagged</h4>") < page.index(">gradient-masker<")
+
+
+def test_pages_with_rows_of_a_retired_profile_say_so_at_the_top(tmp_path):
+    """Rows of the retired reference profile had no AutoAttack: the reader is told before any table."""
+    make_finished_run(tmp_path, "quick-only", protocol="quick")
+    publish(tmp_path, "mnist")
+    board = tmp_path / "leaderboards"
+    assert "without AutoAttack" not in (board / "mnist.md").read_text()
+    make_finished_run(tmp_path, "old-row", protocol="reference")
+    publish(tmp_path, "mnist")
+    for page in (board / "mnist.md", board / "index.html"):
+        text = page.read_text()
+        assert text.count("without AutoAttack") == 1 and text.index("without AutoAttack") < text.index("old-row")
+
+
+def test_no_published_board_demotes_its_baseline():
+    """A flag is a promise that the number may be too high: a plain CNN's row, attacked to convergence, must not
+    carry one (the MNIST board ranked its baseline among the flagged rows for a short PGD its number did not use)."""
+    boards = [path for path in (Path(__file__).parents[1] / "leaderboards").glob("*.csv")
+              if not path.stem.endswith(("-eps", "-noise"))]
+    assert boards
+    for path in boards:
+        baseline = pd.read_csv(path).query("model == 'baseline'")
+        assert not baseline.empty, path.name
+        assert not flagged(baseline).any(), (path.name, baseline.flags.tolist())
 
 
 def test_the_curves_and_figures_of_every_model_are_published(tmp_path):
