@@ -211,26 +211,29 @@ def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
     from benchmark.columns import EXTRA, SCHEMA
     from benchmark.runner import RunRequest, run
 
-    row = run(RunRequest(model="ibp-bnn", dataset="mnist-5k", n_train=400, n_test=40, epochs=1, device="cpu",
-                         profile="quick", out=tmp_path))
+    # at eps 0.03 a short training certifies part of the test points (at MNIST's 0.3 nothing, and every check
+    # below would hold of an all-zero array)
+    row = run(RunRequest(model="ibp-bnn", dataset="mnist-5k", n_train=1000, n_test=40, epochs=2, device="cpu",
+                         profile="quick", out=tmp_path, eps=0.03))
     (run_dir,) = (tmp_path / "runs").iterdir()
     metrics = pd.read_csv(run_dir / "metrics.csv")
     certify = metrics[metrics.condition == "certify"]
-    assert sorted(certify.param.unique()) == pytest.approx([0.1, 0.2, 0.3])  # the sweep without the large eps
+    assert sorted(certify.param.unique()) == pytest.approx([0.01, 0.02, 0.03])  # the sweep without the large eps
     acc = certify[certify.metric == "certified_acc"].set_index("param").value
     pairs = certify[certify.metric == "certified_pair_fraction"].set_index("param").value
     assert (acc <= pairs + 1e-12).all() and acc.is_monotonic_decreasing  # all-S implies each pair; nested balls
+    assert acc.iloc[0] > 0.2 and acc.iloc[0] > acc.iloc[-1]
     assert (certify[certify.metric == "samples"].value == 8).all()
     import numpy as np
 
-    certified_draws = np.load(run_dir / "conditions" / "certify-0.1.npz")["certified"]
-    assert certified_draws.shape == (8, 40)
+    certified_draws = np.load(run_dir / "conditions" / "certify-0.01.npz")["certified"]
+    assert certified_draws.shape == (8, 40) and certified_draws.all(0).sum() >= 8
     clean_correct = np.load(run_dir / "conditions" / "clean.npz")["correct"][0]
     assert not (certified_draws.all(0) & ~clean_correct).any()  # certified for all draws implies correct
     board = pd.read_csv(tmp_path / "leaderboards" / "mnist-5k.csv")
     assert list(board.columns) == SCHEMA + EXTRA and "certified_acc" in EXTRA
     assert (board.certified_acc.iloc[0] == pytest.approx(row["certified_acc"])
-            == pytest.approx(acc[np.isclose(acc.index, 0.3)].iloc[0]))
+            == pytest.approx(acc[np.isclose(acc.index, 0.03)].iloc[0]))
     (report,) = (tmp_path / "leaderboards" / "reports" / "mnist-5k").glob("*/ibp-bnn/report.md")
     assert "Certified robustness" in report.read_text()
 
