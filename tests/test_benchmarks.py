@@ -159,3 +159,13 @@ def test_gpu_check_runs_every_script_at_tiny_sizes_and_prints_one_summary():
         assert f"{script}" in summary
     assert summary.count("wall time of the script") == 4
     assert "faster than pyautoattack rand" in summary and "of the bare forward+backward throughput" in summary
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATASETS.exists(), reason="needs ../shared/datasets")
+def test_eot_convergence_compares_each_k_with_half_of_it(tmp_path, capsys):
+    rows = _main("eot_convergence")(["--plugin", "mc-dropout", "--data-dir", str(SHARED_DATASETS), "--n", "8",
+                                     "--eot", "1", "2", "--steps", "1", "--epochs", "1", "--cache", str(tmp_path)])
+    out = _printed_table(capsys)
+    assert [r["eot"] for r in rows] == [1, 2] and "smallest K" in out
+    assert rows[0]["p_vs_half"] != rows[0]["p_vs_half"] and 0 <= rows[1]["p_vs_half"] <= 1  # NaN: nothing before
