@@ -110,8 +110,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("losses-disagree", "losses_p", ALPHA,
          "PGD on the cross-entropy and on the DLR margin, or an untargeted attack and the targeted APGD-T, break "
          "different examples, one of the two more of them than chance explains (two-sided paired sign test, "
-         f"Bonferroni over the pairs and the eps of the sweep, p < {ALPHA}): no one loss finds the worst case, the "
-         "robust accuracy rests on their union, and a loss the plan lacks may break more", _below, 1.0),
+         f"Bonferroni over the pairs and the eps of the sweep, p < {ALPHA}): no one loss finds the worst case and "
+         "the robust accuracy rests on their union. Information only: the union holds both, and a targeted attack "
+         "outdoes untargeted ones on plain networks too (a briefly trained MNIST CNN, 300 images, eps 0.2: APGD-T "
+         "left 0.050, PGD-20 on the DLR margin 0.097, corrected p = 0.001)", _below, 1.0, demotes=False),
     Flag("binarization-failed", "binarization_p", ALPHA,
          "the run's attacks missed the adversarial example planted in the eps-ball of a two-class readout of the "
          "model's outputs (the binarization test, Zimmermann et al. 2022) more often than an attack that finds it in "

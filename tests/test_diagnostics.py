@@ -8,6 +8,7 @@ import pytest
 
 from benchmark import diagnostics
 from benchmark.attacks.plan import DOUBLED, MAIN, MARGIN, TARGETED
+from benchmark.diagnostics import demoting
 from benchmark.names import CLEAN, DIAGNOSTICS, METRIC_COLUMNS, condition_id, metric_row
 from benchmark.results import RunResults
 from benchmark.runner import RunRequest, run
@@ -27,10 +28,15 @@ def flags_of(row):
 
 
 @pytest.mark.slow
-def test_baseline_raises_no_flag(out):
-    row = run(RunRequest(model="baseline", out=out, **SETTINGS))
+def test_baseline_raises_no_demoting_flag(out):
+    """On 300 test images the paired tests can reach p < 0.01 (on 40, seven discordant examples are hard to
+    find), and at eps 0.1 and 0.2 of the sweep a briefly trained CNN keeps examples for the attacks to disagree on:
+    a flag that fires on a plain CNN would fire here."""
+    row = run(RunRequest(model="baseline", out=out, **{**SETTINGS, "n_train": 4000, "epochs": 4, "n_test": 300}))
     assert row["clean_acc"] > 0.8
-    assert flags_of(row) == set()
+    assert demoting(flags_of(row)) == [], row["flags"]
+    evidence = pd.read_csv(out / "runs" / row["run_id"] / "metrics.csv").query("condition == 'diagnostics'")
+    assert {"losses_p", "blackbox_p", "doubled_p"} <= set(evidence.metric)  # each test was run, with that power
 
 
 @pytest.mark.parametrize("plugin, flag", [

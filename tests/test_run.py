@@ -266,7 +266,8 @@ def test_a_plugin_file_breaking_the_contract_is_refused_before_training(tmp_path
 @pytest.mark.slow
 def test_standard_profile_adds_autoattack_to_the_worst_case(tmp_path):
     row = run(RunRequest(model="baseline", out=tmp_path, **{**TINY, "profile": "standard", "n_test": 8}))
-    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "pgd-long", "pgd-dlr", "autoattack", "square"}
+    assert set(row["attacks"].split("+")) == {"fgsm", "pgd", "pgd-long", "pgd-dlr", "apgd-t", "autoattack",
+                                              "strongest-2x", "square"}
     assert row["profile"] == "standard"
     metrics = metrics_of(tmp_path)
     autoattack = metrics[(metrics.condition == "autoattack") & (metrics.metric == "accuracy")]
