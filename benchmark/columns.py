@@ -45,31 +45,31 @@ COLUMNS: tuple[Column, ...] = (
     Column("dataset", "the dataset's name"),
     Column("profile", "quick or standard; only standard rows are comparable across models"),
     Column("threat", "the threat model (Linf)"),
-    Column("eps", "the L-inf budget the robust accuracy is measured at", board=16),
-    Column("n_examples", "test images evaluated (n)", board=15),
+    Column("eps", "the L-inf budget the robust accuracy is measured at", board=21),
+    Column("n_examples", "test images evaluated (n)", board=20),
     Column("predictive", "the plugin's predictive kind, which fixes the decision rule attacked", board=1),
-    Column("samples", "posterior draws S per prediction", board=13),
-    Column("eot", "draws K per attack step (expectation over transformation)", board=14),
+    Column("samples", "posterior draws S per prediction", board=18),
+    Column("eot", "draws K per attack step (expectation over transformation)", board=19),
     Column("clean_acc", "accuracy on clean test images", board=2, after_run=True, decimals=SCORE),
     Column("robust_acc", "per-example worst case over the clean point and every attack run at eps and below: one "
            "adversarial point per example, the strongest on independent selection draws, judged by its R "
            "re-evaluations, mean over them", board=4, after_run=True, decimals=SCORE),
-    Column("attacks", "the attacks that ran at eps, joined by +", board=12),
+    Column("attacks", "the attacks that ran at eps, joined by +", board=17),
     Column("noise_acc_mean", "mean accuracy over the Gaussian noise sigmas > 0", board=6, after_run=True,
            decimals=SCORE),
-    Column("ece", "expected calibration error on clean data (15 bins)", board=8, after_run=True, decimals=SCORE),
-    Column("nll", "negative log-likelihood on clean data", board=9, after_run=True, decimals=SCORE),
-    Column("brier", "Brier score on clean data", board=10, after_run=True, decimals=SCORE),
+    Column("ece", "expected calibration error on clean data (15 bins)", board=13, after_run=True, decimals=SCORE),
+    Column("nll", "negative log-likelihood on clean data", board=14, after_run=True, decimals=SCORE),
+    Column("brier", "Brier score on clean data", board=15, after_run=True, decimals=SCORE),
     Column("flags", "the gradient-masking diagnostics that fired, joined by ; (benchmark.diagnostics.FLAGS)",
-           board=11, after_run=True),
-    Column("params", "number of parameters of the network", board=17),
-    Column("train_seconds", "training time in seconds (0 for given weights)", board=18, after_run=True,
+           board=16, after_run=True),
+    Column("params", "number of parameters of the network", board=22),
+    Column("train_seconds", "training time in seconds (0 for given weights)", board=23, after_run=True,
            decimals=1),
-    Column("eval_seconds", "evaluation time in seconds, summed over the conditions", board=19, after_run=True,
+    Column("eval_seconds", "evaluation time in seconds, summed over the conditions", board=24, after_run=True,
            decimals=1),
-    Column("device", "where the run ran", board=20),
+    Column("device", "where the run ran", board=25),
     Column("version", "the benchmark's version"),
-    Column("date", "when the run started (UTC)", board=21),
+    Column("date", "when the run started (UTC)", board=26),
     Column("robust_acc_ci_low", "lower end of robust_acc's 95% interval", extra=True, decimals=SCORE),
     Column("robust_acc_ci_high", "upper end of robust_acc's 95% interval", extra=True, decimals=SCORE),
     Column("robust_acc_worst", "robust accuracy counting an example only if it survived all R re-evaluations",
@@ -92,7 +92,39 @@ COLUMNS: tuple[Column, ...] = (
            "from clean inputs (0.5: no better than chance)", extra=True, board=7, decimals=SCORE),
     Column("training", "how the weights came to be: the plugin's short recipe (quick, published), its full recipe "
            "(standard), published weights (a RobustBench zoo model) or given weights (--checkpoint)", extra=True,
-           board=22),
+           board=27),
+    Column("detection_score", "the uncertainty score behind the detection columns: the kind's epistemic score where "
+           "it has one (mutual information of the draws or members, the moment model's logit variance), else the "
+           "predictive entropy (benchmark.uncertainty)", extra=True),
+    Column("detection_auroc", "AUROC of detection_score for telling the worst-case adversarial points at eps that "
+           "fooled the model from clean correctly classified inputs (0.5: blind)", extra=True, board=8,
+           after_run=True, decimals=SCORE),
+    Column("detection_auroc_ci_low", "lower end of detection_auroc's 95% bootstrap interval", extra=True,
+           decimals=SCORE),
+    Column("detection_auroc_ci_high", "upper end of detection_auroc's 95% bootstrap interval", extra=True,
+           decimals=SCORE),
+    Column("detection_auroc_adaptive", "the same AUROC under the adaptive attack, which also holds the score under "
+           "the detector's threshold (5% false alarms on clean inputs); the gap to detection_auroc is the detection "
+           "that an attacker who knows about it takes away", extra=True, board=9, after_run=True, decimals=SCORE),
+    Column("detection_auroc_adaptive_ci_low", "lower end of detection_auroc_adaptive's 95% bootstrap interval",
+           extra=True, decimals=SCORE),
+    Column("detection_auroc_adaptive_ci_high", "upper end of detection_auroc_adaptive's 95% bootstrap interval",
+           extra=True, decimals=SCORE),
+    Column("robust_or_detected_acc", "share of examples classified correctly or flagged by detection_score at eps, "
+           "under the attacks and the adaptive attack together; robust_acc is its floor", extra=True, board=10,
+           after_run=True, decimals=SCORE),
+    Column("selective_acc_80", "accuracy on the worst-case adversarial points at eps when the model abstains on its "
+           "20% most uncertain (by predictive entropy)", extra=True, board=11, decimals=SCORE),
+    Column("ece_ci_low", "lower end of the clean ECE's 95% bootstrap interval", extra=True, decimals=SCORE),
+    Column("ece_ci_high", "upper end of the clean ECE's 95% bootstrap interval", extra=True, decimals=SCORE),
+    Column("ece_attacked", "expected calibration error of the worst-case adversarial points at eps", extra=True,
+           decimals=SCORE),
+    Column("aurc_attacked", "area under the risk-coverage curve of the worst-case points at eps (lower is better; "
+           "abstaining by predictive entropy)", extra=True, decimals=SCORE),
+    Column("ood_auroc", "AUROC of detection_score for telling another dataset's test images (ood_set) from the "
+           "clean ones", extra=True, board=12, decimals=SCORE),
+    Column("ood_set", "the out-of-distribution images of ood_auroc (benchmark.data.ood), or why there were none",
+           extra=True),
     Column("binarization_pass_rate", "share of the conclusive binarization tests (Zimmermann et al. 2022) the run's "
            "attacks passed at eps: on up to 20 correctly classified test points a two-class readout of the model's "
            "outputs has an adversarial example inside the eps-ball by construction, and the attacks must find it; "

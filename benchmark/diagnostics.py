@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import torch
 
+from benchmark.attacks.base import input_gradient
 from benchmark.attacks.plan import DOUBLED, MAIN, MARGIN, MORE_DRAWS, MORE_STEPS, TARGETED
 from benchmark.binarization import CORRECT_PASS_RATE, SAMPLE, passes_that_fire
+from benchmark.evaluation import Condition, Evaluator
 from benchmark.metrics import strongest_point
 from benchmark.names import CLEAN, DIAGNOSTICS, condition_id, metric_row
-from benchmark.randomness import SHARED_CORRELATION
+from benchmark.outputs import logits_of
+from benchmark.randomness import SHARED_CORRELATION, row_correlation
 
 if TYPE_CHECKING:  # the reader builds the leaderboard row from these flags: a runtime import would be a cycle
     from benchmark.results import RunResults
@@ -269,3 +273,43 @@ def demoting(names: Sequence[str], scope: str = "attacks") -> list[str]:
     known = {flag.name: flag for flag in FLAGS}
     return [name for name in names if name not in known or known[name].demotes and (
         scope == "attacks" or known[name].scope == "every number")]
+
+
+def run_diagnostics(evaluator: Evaluator):
+    """Input gradients of the deployed rule at the clean points (and, for a network with surrogate gradients,
+    under the forward's true derivative: what an attack without BPDA would get), the raw output's range, whether
+    two identical forward passes of a model declared non-random agree, and whether a random model's draws
+    are independent across the rows of a batch (``benchmark.randomness``): the ``diagnostics`` condition, the
+    evidence of the flags below."""
+
+    def batch_counts(_, xb, yb):
+        predictor = evaluator.predictor
+        grad = input_gradient(predictor, xb, yb, evaluator.eot).grad.flatten(1)
+        exact = np.nan
+        # the forward's true derivative: zero almost everywhere for a piecewise-constant one
+        if evaluator.exact_gradient is not None:
+            with evaluator.exact_gradient():
+                exact = (input_gradient(predictor, xb, yb, evaluator.eot).grad.flatten(1).abs().sum(1) == 0).sum()
+        with torch.no_grad():
+            first, second = evaluator.predictor.network(xb), evaluator.predictor.network(xb)
+            first, second = logits_of(first), logits_of(second)
+            sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
+            correlation = row_correlation(evaluator.predictor.network, xb) if evaluator.predictor.is_random else np.nan
+            return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
+                    sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(),
+                    correlation, float(exact), len(yb))
+
+    # every batch's result is the same 7-tuple: the transposed columns have equal length
+    zero, nonfinite, prob_rows, variations, correlations, exact_zero, sizes = zip(
+        *evaluator._map(Condition(DIAGNOSTICS), batch_counts), strict=True)
+    zero, nonfinite, prob_rows, variation, n = (sum(zero), sum(nonfinite), sum(prob_rows), max(variations),
+                                                sum(sizes))
+    rows = [metric_row(DIAGNOSTICS, None, "zero_grad_share", zero / n),
+            metric_row(DIAGNOSTICS, None, "nan_grad_share", nonfinite / n),
+            metric_row(DIAGNOSTICS, None, "probability_output_share", prob_rows / n),
+            metric_row(DIAGNOSTICS, None, "output_variation", variation)]
+    if evaluator.predictor.is_random:
+        rows.append(metric_row(DIAGNOSTICS, None, "row_correlation", float(np.nanmean(correlations))))
+    if evaluator.exact_gradient is not None:
+        rows.append(metric_row(DIAGNOSTICS, None, "exact_zero_grad_share", sum(exact_zero) / n))
+    return rows, {"n": np.array([n])}

@@ -19,22 +19,33 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.attacks import Attack, input_gradient
+from benchmark.attacks import Attack
 from benchmark.attacks.bpda import BPDA
 from benchmark.attacks.doubled import Doubled
 from benchmark.attacks.plan import DOUBLED, MAIN, NOT_APPLICABLE
-from benchmark.bounds import certified, input_box
 from benchmark.data import to_float
+from benchmark.data.ood import OutOfDistribution
 from benchmark.distributed import World
 from benchmark.errors import BenchmarkError, HarnessBug, PluginOutputError
-from benchmark.metrics import auroc, classification_metrics, mean_interval, predictive_entropy, selection_score
-from benchmark.names import BINARIZATION, CERTIFY, CLEAN, DIAGNOSTICS, NOISE, condition_id, metric_row, same_eps
-from benchmark.outputs import logits_of
+from benchmark.metrics import auroc, classification_metrics, mean_interval, selection_score
+from benchmark.names import (
+    ADAPTIVE,
+    BINARIZATION,
+    CERTIFY,
+    CLEAN,
+    DIAGNOSTICS,
+    NOISE,
+    OOD,
+    adaptive_condition,
+    condition_id,
+    metric_row,
+    same_eps,
+)
 from benchmark.plugin import EXACT_GRADIENT
 from benchmark.predictive import Predictor
 from benchmark.profiles import Profile
 from benchmark.progress import counting_passes, progress_bar
-from benchmark.randomness import row_correlation
+from benchmark.uncertainty import ENTROPY, SCORES_BY_KIND, Prediction, predict
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,7 @@ class Evaluator:
                  surrogate: tuple[str, Predictor] | None = None,
                  load: Callable[[str], dict[str, np.ndarray]] | None = None, world: World = World(),
                  bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 gradient_variants: dict[str, Callable] | None = None):
+                 gradient_variants: dict[str, Callable] | None = None, ood: OutOfDistribution | None = None):
         self.predictor = predictor
         self.x, self.y = x, y
         self.profile = profile
@@ -102,6 +113,7 @@ class Evaluator:
         self.load = load
         self.world = world
         self.bounds = bounds  # the plugin's interval_logits (one posterior draw per call): enables `certify`
+        self.ood = ood  # another dataset's test images (benchmark.data.ood): enables `ood`
         random = predictor.is_random
         self.samples = profile.samples if random else 1
         self.eot = profile.eot if random else 1
@@ -110,6 +122,7 @@ class Evaluator:
         # so that noise alone rarely stops the search (a non-random model's one judged evaluation serves)
         self.selections = 2 * self.reevals if random else 1
         self.large_eps = large_eps(tuple(x.shape[1:]), eps)
+        self.scores = SCORES_BY_KIND[predictor.kind]  # the uncertainty scores stored with every point
         classes = predictor.num_classes or int(y.max()) + 1
         variants = dict(gradient_variants or {})
         for name in variants:  # each names conditions and so files in the run directory
@@ -152,12 +165,15 @@ class Evaluator:
         attacks' self-test at the dataset eps (``benchmark.binarization``), where some attack applies to it."""
         conditions = [Condition(CLEAN), Condition(DIAGNOSTICS)]
         conditions += [Condition(NOISE, s) for s in self.profile.noise_sigmas if s > 0]
+        conditions += [Condition(OOD)] if self.ood is not None else []
         ordered = sorted((name for name in self.attacks if name != DOUBLED),
                          key=lambda name: not self.attacks[name].attack.white_box)
         for eps in self.eps_sweep:
             conditions += [Condition(name, eps) for name in ([MAIN] if eps == self.large_eps else ordered)]
             if eps == self.eps and DOUBLED in self.attacks:  # the convergence check, after every attack
                 conditions.append(Condition(DOUBLED, eps))
+            if eps != self.large_eps and self.attacks:  # the detectors, on the points every attack left
+                conditions += [Condition(adaptive_condition(score), eps) for score in self.scores]
         if self.bounds is not None:
             conditions += [Condition(CERTIFY, e) for e in self.eps_sweep if e != self.large_eps]
         from benchmark.binarization import binary_attacks  # it builds on this module
@@ -172,17 +188,27 @@ class Evaluator:
         if condition.name in (CLEAN, NOISE):
             return self._predictive(condition, clean_entropy)
         if condition.name == DIAGNOSTICS:
-            return self._diagnostics()
+            from benchmark.diagnostics import run_diagnostics  # the flags' module builds on this one
+            return run_diagnostics(self)
         if condition.name == CERTIFY:
-            return self._certify(condition)
+            from benchmark.certification import run_certify  # it builds on this module
+            return run_certify(self, condition)
+        if condition.name == OOD:
+            return self._ood()
+        if condition.name.startswith(ADAPTIVE + "-"):
+            from benchmark.adaptive import run_adaptive  # it builds on this module
+            return run_adaptive(self, condition)
         if condition.name == BINARIZATION:
             from benchmark.binarization import run_test  # it builds on this module
             return run_test(self, condition)
         return self._attack(condition)
 
-    def _batches(self, condition: Condition, index: np.ndarray | None = None):
-        """(batch index, seed, inputs, labels) of this rank's batches; the global RNG is seeded per batch."""
-        x, y = (self.x, self.y) if index is None else (self.x[index], self.y[index])
+    def _batches(self, condition: Condition, index: np.ndarray | None = None,
+                 inputs: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """(batch index, seed, inputs, labels) of this rank's batches of the test set (or of ``inputs``); the global
+        RNG is seeded per batch."""
+        x, y = inputs or (self.x, self.y)
+        x, y = (x, y) if index is None else (x[index], y[index])
         n, bs = x.shape[0], self.profile.batch_size
         mine = [b for b in range(-(-n // bs)) if self.world.owns(b)]
         with progress_bar() as bar:
@@ -195,14 +221,15 @@ class Evaluator:
                     yield b, seed, to_float(x[sl].to(self.device)), y[sl].to(self.device)
                     bar.update(job, advance=min(bs, n - b * bs))
 
-    def _map(self, condition: Condition, fn: Callable, index: np.ndarray | None = None) -> list:
+    def _map(self, condition: Condition, fn: Callable, index: np.ndarray | None = None,
+             inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> list:
         """``fn(seed, inputs, labels)`` on this rank's batches; every batch's result, in order, on every rank.
 
         Anything the plugin's network raises becomes a :class:`PluginOutputError` naming the condition.
         """
         mine, error = {}, None
         try:
-            for b, seed, xb, yb in self._batches(condition, index):
+            for b, seed, xb, yb in self._batches(condition, index, inputs):
                 mine[b] = fn(seed, xb, yb)
         except (torch.OutOfMemoryError, BenchmarkError, HarnessBug):
             raise
@@ -218,60 +245,40 @@ class Evaluator:
                 generator = torch.Generator().manual_seed(stream_seed(seed, "input-noise"))
                 noise = torch.randn(xb.shape, generator=generator).to(xb.device)
                 xb = (xb + sigma * noise).clamp(0, 1)
-            p = self.predictor.probs(xb, self.samples).float()
+            prediction = self._predict(xb)
+            p = prediction.probs.float()
+            scores = {name: score.cpu() for name, score in prediction.scores.items()}
             if condition.name != CLEAN:
-                return p.cpu(), None
+                return p.cpu(), scores, None
             # the clean point is a candidate of the one-point worst case (benchmark.metrics.strongest_point)
-            return p.cpu(), self._selection_scores(xb, yb, seed, [p])
+            return p.cpu(), scores, self._selection_scores(xb, yb, seed, [p])
 
         batches = self._map(condition, batch_probs)
-        p = torch.cat([probs for probs, _ in batches])
+        p = torch.cat([probs for probs, _, _ in batches])
         y = self.y.cpu()
         metrics = classification_metrics(p, y)
-        entropy = predictive_entropy(p)
         rows = [metric_row(condition.name, condition.param, k, v) for k, v in metrics.items()]
+        arrays = {"probs": p.numpy(), "correct": (p.argmax(1) == y).numpy()[None, :]}
+        arrays.update({name: torch.cat([scores[name] for _, scores, _ in batches]).numpy() for name in self.scores})
         if condition.name == NOISE and clean_entropy is not None:  # None: the clean condition failed
-            rows.append(metric_row(NOISE, sigma, "auroc", auroc(torch.as_tensor(clean_entropy), entropy)))
-        arrays = {"probs": p.numpy(), "correct": (p.argmax(1) == y).numpy()[None, :], "entropy": entropy.numpy()}
+            rows.append(metric_row(NOISE, sigma, "auroc", auroc(torch.as_tensor(clean_entropy),
+                                                                torch.as_tensor(arrays[ENTROPY]))))
         if condition.name == CLEAN:
-            arrays["selection"] = torch.cat([score for _, score in batches], dim=1).numpy()
+            arrays["selection"] = torch.cat([score for _, _, score in batches], dim=1).numpy()
         return rows, arrays
 
-    def _diagnostics(self):
-        """Input gradients of the deployed rule at the clean points (and, for a network with surrogate gradients,
-        under the forward's true derivative: what an attack without BPDA would get), the raw output's range, whether
-        two identical forward passes of a model declared non-random agree, and whether a random model's draws
-        are independent across the rows of a batch (``benchmark.randomness``)."""
+    def _predict(self, x: torch.Tensor) -> Prediction:
+        """The deployed predictive of ``x`` over S draws, with its uncertainty scores (``benchmark.uncertainty``)."""
+        with torch.no_grad():
+            return predict(self.predictor, x, self.samples)
 
-        def batch_counts(_, xb, yb):
-            grad = input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1)
-            exact = np.nan
-            if self.exact_gradient is not None:  # the forward's true derivative: zero a.e. for a piecewise-constant one
-                with self.exact_gradient():
-                    exact = (input_gradient(self.predictor, xb, yb, self.eot).grad.flatten(1).abs().sum(1) == 0).sum()
-            with torch.no_grad():
-                first, second = self.predictor.network(xb), self.predictor.network(xb)
-                first, second = logits_of(first), logits_of(second)
-                sums_to_one = ((first.sum(-1) - 1).abs() < 1e-4) & (first.min(-1).values >= 0)
-                correlation = row_correlation(self.predictor.network, xb) if self.predictor.is_random else np.nan
-                return ((grad.abs().sum(1) == 0).sum().item(), (~torch.isfinite(grad)).any(1).sum().item(),
-                        sums_to_one.flatten().float().mean().item() * len(yb), (first - second).abs().max().item(),
-                        correlation, float(exact), len(yb))
-
-        # every batch's result is the same 7-tuple: the transposed columns have equal length
-        zero, nonfinite, prob_rows, variations, correlations, exact_zero, sizes = zip(
-            *self._map(Condition(DIAGNOSTICS), batch_counts), strict=True)
-        zero, nonfinite, prob_rows, variation, n = (sum(zero), sum(nonfinite), sum(prob_rows), max(variations),
-                                                    sum(sizes))
-        rows = [metric_row(DIAGNOSTICS, None, "zero_grad_share", zero / n),
-                metric_row(DIAGNOSTICS, None, "nan_grad_share", nonfinite / n),
-                metric_row(DIAGNOSTICS, None, "probability_output_share", prob_rows / n),
-                metric_row(DIAGNOSTICS, None, "output_variation", variation)]
-        if self.predictor.is_random:
-            rows.append(metric_row(DIAGNOSTICS, None, "row_correlation", float(np.nanmean(correlations))))
-        if self.exact_gradient is not None:
-            rows.append(metric_row(DIAGNOSTICS, None, "exact_zero_grad_share", sum(exact_zero) / n))
-        return rows, {"n": np.array([n])}
+    def _ood(self):
+        """The uncertainty scores of another dataset's test images (their labels mean nothing here)."""
+        inputs = (self.ood.x, torch.zeros(len(self.ood.x), dtype=torch.long))
+        batches = self._map(Condition(OOD), lambda _, xb, yb: {name: score.cpu() for name, score in
+                                                               self._predict(xb).scores.items()}, inputs=inputs)
+        arrays = {name: torch.cat([scores[name] for scores in batches]).numpy() for name in self.scores}
+        return [metric_row(OOD, None, "images", len(self.ood.x))], arrays
 
     def survivors(self, condition: Condition) -> np.ndarray:
         """Examples that survived, in some selection evaluation, the clean rule and every attack before ``condition``
@@ -327,53 +334,44 @@ class Evaluator:
 
         def batch_outcomes(seed, xb, yb):
             x_adv = run.attack(self.predictor, xb, yb, eps, run.draws)  # within the threat model (Attack.__call__)
-            judged = self._evaluations(x_adv, seed, "re-evaluation", self.reevals)
-            correct = torch.stack([p.argmax(1) == yb for p in judged]).cpu()
-            return correct, self._selection_scores(x_adv, yb, seed, judged)
+            return self._judge(x_adv, yb, seed)
 
-        outcomes = self._map(condition, batch_outcomes, index)
-        # examples not attacked were broken in every selection evaluation already: they count as broken, so every
-        # attack's row reads cumulatively (as AutoAttack reports its stages); this attack made no point for them
-        # (NaN), and the robust accuracy counts them broken (benchmark.scoring)
-        full = np.zeros((self.reevals, len(self.y)), dtype=bool)
-        selection = np.full((self.selections, len(self.y)), np.nan, dtype=np.float32)
+        arrays = self._attack_arrays(index, self._map(condition, batch_outcomes, index))
+        rows = accuracy_rows(condition.name, eps, arrays["correct"])
+        return rows + [metric_row(condition.name, eps, "attacked", len(index))], arrays
+
+    def _judge(self, x_adv: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        """The adversarial points of one batch, judged: their correctness [R, B] and uncertainty scores [R, B] in the
+        R re-evaluations, the mean of those evaluations' probabilities [B, C], and their selection scores."""
+        torch.manual_seed(stream_seed(seed, "re-evaluation"))
+        judged = [self._predict(x_adv) for _ in range(self.reevals)]
+        probs = [j.probs.float() for j in judged]
+        out = {"correct": torch.stack([p.argmax(1) == y for p in probs]), "probs": torch.stack(probs).mean(0),
+               "selection": self._selection_scores(x_adv, y, seed, probs)}
+        out.update({name: torch.stack([j.scores[name] for j in judged]) for name in self.scores})
+        return {key: value.cpu() for key, value in out.items()}
+
+    def _attack_arrays(self, index: np.ndarray, outcomes: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+        """The arrays of an attack condition from its batches' :meth:`_judge` outcomes on the examples
+        ``index``. The examples not attacked were broken in every selection evaluation already: they count as
+        broken, so every attack's row reads cumulatively (as AutoAttack reports its stages); this attack made no
+        point for them (NaN), and the robust accuracy counts them broken (``benchmark.worst_case``)."""
+        n, classes = len(self.y), self.predictor.num_classes or int(self.y.max()) + 1
+        arrays = {"correct": np.zeros((self.reevals, n), dtype=bool),
+                  "selection": np.full((self.selections, n), np.nan, dtype=np.float32),
+                  "probs": np.full((n, classes), np.nan, dtype=np.float32),
+                  **{name: np.full((self.reevals, n), np.nan, dtype=np.float32) for name in self.scores}}
         if len(index):
-            full[:, index] = torch.cat([correct for correct, _ in outcomes], dim=1).numpy()
-            selection[:, index] = torch.cat([score for _, score in outcomes], dim=1).numpy()
-        rows = accuracy_rows(condition.name, eps, full)
-        rows.append(metric_row(condition.name, eps, "attacked", len(index)))
-        return rows, {"correct": full, "selection": selection}
+            for key, array in arrays.items():
+                joined = torch.cat([outcome[key] for outcome in outcomes], dim=0 if key == "probs" else 1).numpy()
+                array[(index,) if key == "probs" else (slice(None), index)] = joined
+        return arrays
 
 
-    def _certify(self, condition: Condition):
-        """IBP certification at eps with S posterior draws (docs/protocol.md): ``certified[s, i]`` when the
-        plugin's logit bounds of draw s over the eps-ball around x_i (clipped to [0, 1], in float64) give
-        l_y > max_{j != y} u_j. Certified implies correct for that draw (x_i is in the ball); certified for
-        all S draws implies the mean-softmax decision of those S draws is y everywhere in the ball."""
-        eps = float(condition.param)
-
-        def batch_certified(_, xb, yb):
-            lower, upper = input_box(xb.double(), eps)
-            with torch.no_grad():
-                return torch.stack([certified(*self._checked_bounds(lower, upper), yb)
-                                    for _ in range(self.samples)]).cpu()
-
-        cert = torch.cat(self._map(condition, batch_certified), dim=1).numpy()
-        acc, low, high = mean_interval([cert.all(axis=0).mean()], cert.shape[1])
-        rows = [metric_row(CERTIFY, eps, "certified_acc", acc), metric_row(CERTIFY, eps, "certified_acc_ci_low", low),
-                metric_row(CERTIFY, eps, "certified_acc_ci_high", high),
-                metric_row(CERTIFY, eps, "certified_pair_fraction", cert.mean()),
-                metric_row(CERTIFY, eps, "samples", cert.shape[0])]
-        return rows, {"certified": cert}
-
-    def _checked_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low, high = self.bounds(lower, upper)
-        if low.shape != high.shape or low.dim() != 2 or low.shape[0] != lower.shape[0]:
-            raise PluginOutputError(f"interval_logits returned shapes {tuple(low.shape)}, {tuple(high.shape)}; "
-                                    f"expected [{lower.shape[0]}, classes] each")
-        if (low > high).any():
-            raise PluginOutputError("interval_logits returned a lower bound above its upper bound")
-        return low, high
+def attack_conditions(evaluator: Evaluator) -> list[tuple[str, float]]:
+    """(id, eps) of every attack condition of the evaluator's plan, the candidates of the worst case
+    (``benchmark.worst_case``)."""
+    return [(c.id, c.param) for c in evaluator.plan() if c.name in evaluator.attacks]
 
 
 def selection_of(arrays: dict[str, np.ndarray], random: bool, condition: str) -> np.ndarray:

@@ -156,3 +156,70 @@ def robust_auc(clean_acc: float, eps_points: Sequence[float], robust_accs: Seque
         return float("nan")
     xs, ys = np.array([0.0] + [e for e, _ in points]), np.array([clean_acc] + [a for _, a in points])
     return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / eps)
+
+
+def auroc_interval(scores_negative: Tensor, scores_positive: Tensor, resamples: int = 1000,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """:func:`auroc` and its 95% percentile bootstrap interval (Efron & Tibshirani 1993), each group resampled
+    with replacement on its own; NaN where a group is empty (no adversarial point fooled the model, say)."""
+    if scores_negative.numel() == 0 or scores_positive.numel() == 0:
+        return float("nan"), float("nan"), float("nan")
+    generator = torch.Generator().manual_seed(seed)
+    negative, positive = scores_negative.flatten().double(), scores_positive.flatten().double()
+    draws = [auroc(negative[torch.randint(negative.numel(), (negative.numel(),), generator=generator)],
+                   positive[torch.randint(positive.numel(), (positive.numel(),), generator=generator)])
+             for _ in range(resamples)]
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return auroc(negative, positive), float(low), float(high)
+
+
+#: the share of inputs a selective classifier keeps, at which the report gives its accuracy
+COVERAGES = (0.9, 0.8, 0.5)
+
+
+def coverage_metric(coverage: float) -> str:
+    """The metric name of the accuracy at one coverage (``accuracy_at_80_coverage``)."""
+    return f"accuracy_at_{round(100 * coverage)}_coverage"
+
+
+def risk_coverage(uncertainty: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The risk-coverage curve of a classifier that abstains on its most uncertain inputs (Geifman & El-Yaniv
+    2017): for k = 1..n, the coverage k/n and the error rate on the k least uncertain inputs. ``correct`` may be a
+    fraction per input (the share of re-evaluations a random model got right). Ties keep the inputs' order."""
+    order = np.argsort(np.asarray(uncertainty, dtype=float), kind="stable")
+    errors = np.cumsum(1.0 - np.asarray(correct, dtype=float)[order])
+    kept = np.arange(1, len(order) + 1)
+    return kept / len(order), errors / kept
+
+
+def selective_metrics(uncertainty: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+    """The area under the risk-coverage curve (AURC, the mean risk over every coverage; lower is better) and the
+    accuracy at each of :data:`COVERAGES`."""
+    coverage, risk = risk_coverage(uncertainty, correct)
+    out = {"aurc": float(risk.mean())}
+    for c in COVERAGES:
+        k = max(1, int(math.ceil(c * len(risk))))
+        out[coverage_metric(c)] = float(1.0 - risk[k - 1])
+    return out
+
+
+def clean_threshold(scores: np.ndarray, correct: np.ndarray, false_alarms: float = 0.05) -> float:
+    """The detector's threshold: the score that keeps ``1 - false_alarms`` of the clean correctly classified
+    examples at or below it (95%: 5% false alarms); an input scoring above it is flagged."""
+    kept = np.asarray(scores, dtype=float)[np.asarray(correct, dtype=bool)]
+    return float(np.quantile(kept, 1.0 - false_alarms, method="higher")) if kept.size else float("nan")
+
+
+def ece_interval(probs: Tensor, y: Tensor, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile bootstrap interval of the ECE (:func:`classification_metrics`' binning), the examples
+    resampled with replacement: ECE = sum over bins of |sum_i (correct_i - confidence_i)| / n, so a resample is a
+    vector of counts per example and every resample is one matrix product."""
+    confidence, correct = _top_label(probs, y)
+    boundaries = torch.linspace(0, 1, N_BINS + 1, dtype=confidence.dtype)
+    index = (torch.bucketize(confidence, boundaries, right=True) - 1).clamp(0, N_BINS - 1).numpy()
+    gap = np.zeros((len(index), N_BINS))
+    gap[np.arange(len(index)), index] = correct.double().numpy() - confidence.double().numpy()
+    counts = np.random.default_rng(seed).multinomial(len(index), np.full(len(index), 1 / len(index)), size=resamples)
+    draws = np.abs(counts @ gap).sum(axis=1) / len(index)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return float(low), float(high)

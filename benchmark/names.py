@@ -21,6 +21,14 @@ ROBUST = "robust"  # the per-example worst case over every attack at an eps
 ALL_ATTACKS = "accuracy_all_attacks"
 CERTIFY = "certify"  # interval bound propagation at an eps (plugins with interval bounds)
 BINARIZATION = "binarization"  # the attack self-test at the dataset eps (benchmark.binarization)
+#: the uncertainty scores at each eps: the detection of the attacks' points and of the adaptive attack's
+#: (benchmark.detection); the rows of one score read ``<score>_<metric>``
+DETECTION = "detection"
+#: the adaptive attack on the detector of one score (benchmark.attacks.detector): conditions ``adaptive-<score>``
+ADAPTIVE = "adaptive"
+#: the adaptive attack's headline: the share of all examples it fooled without raising the detector's score
+EVADED = "evaded"
+OOD = "ood"  # another dataset's test images, scored for out-of-distribution detection (benchmark.data.ood)
 #: the certify condition's certified accuracy as a curve of the published eps table, beside the attacks
 CERTIFIED = "certified"
 
@@ -41,6 +49,16 @@ FLAGS_SEPARATOR = ";"
 def metric_row(condition: str, param: float | None, metric: str, value: float) -> dict:
     """One row of ``metrics.csv``; ``param`` is the sigma or eps, None for a condition without one."""
     return {"condition": condition, "param": param, "metric": metric, "value": float(value)}
+
+
+def adaptive_condition(score: str) -> str:
+    """The name of the adaptive attack's condition against the detector of ``score``."""
+    return f"{ADAPTIVE}-{score}"
+
+
+def score_metric(score: str, metric: str) -> str:
+    """The name of an uncertainty score's metric in the detection and ood rows (``entropy_auroc``)."""
+    return f"{score}_{metric}"
 
 
 def eps_key(eps: float) -> str:

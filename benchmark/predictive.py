@@ -75,6 +75,15 @@ def gaussian_softmax_log_predictive(mean: torch.Tensor, var: torch.Tensor, draws
     return torch.logsumexp(gaussian_log_softmax_draws(mean, var, draws), dim=-1) - math.log(draws)
 
 
+def refuse_nan(log_pred: torch.Tensor) -> torch.Tensor:
+    """``log_pred`` unchanged, or :class:`PluginOutputError` if any of it is NaN: an attack must not read NaN
+    losses as "no progress"."""
+    if torch.isnan(log_pred).any():
+        bad = torch.isnan(log_pred).any(-1).sum().item()
+        raise PluginOutputError(f"the network's outputs for {bad} of {log_pred.shape[0]} inputs are NaN")
+    return log_pred
+
+
 class Predictor:
     """Wraps a trained network; never changes its mode or its randomness.
 
@@ -128,13 +137,19 @@ class Predictor:
         """The checked (mean, var) of one call of a moment network."""
         return self._checked(out, batch), out[1]
 
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (mean, var) of a moment network's logits at ``x``, checked against the contract."""
+        if self.kind != "moments":
+            raise ValueError(f"only a moments network propagates a variance; this one is {self.kind}")
+        return self._moments(self.network(x), x.shape[0])
+
     def draw_log_probs(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:
         """Log-softmax of each draw, ``[D, B, C]``: D = draws (stochastic), M members (ensemble), the
         ``MOMENT_DRAWS`` fixed Gaussian-logit points (moments), else 1."""
         if self.kind == "stochastic":
             return self._stochastic_draws(x, draws)
         if self.kind == "moments":
-            return gaussian_log_softmax_draws(*self._moments(self.network(x), x.shape[0])).permute(2, 0, 1)
+            return gaussian_log_softmax_draws(*self.moments(x)).permute(2, 0, 1)
         logits = self._checked(self.network(x), x.shape[0])
         return F.log_softmax(logits, dim=-1) if self.kind == "ensemble" else F.log_softmax(logits, dim=-1).unsqueeze(0)
 
@@ -157,14 +172,11 @@ class Predictor:
         """Log of the draw-averaged probabilities, ``[B, C]``: the quantity every loss is computed on (for a
         moment model the Gaussian-logit predictive, whatever ``draws``)."""
         if self.kind == "moments":
-            log_pred = gaussian_softmax_log_predictive(*self._moments(self.network(x), x.shape[0]))
+            log_pred = gaussian_softmax_log_predictive(*self.moments(x))
         else:
             log_probs = self.draw_log_probs(x, draws)
             log_pred = torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
-        if torch.isnan(log_pred).any():  # an attack must not read NaN losses as "no progress"
-            bad = torch.isnan(log_pred).any(-1).sum().item()
-            raise PluginOutputError(f"the network's outputs for {bad} of {x.shape[0]} inputs are NaN")
-        return log_pred
+        return refuse_nan(log_pred)
 
     def likelihood_objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The plugin's own per-example loss on its raw output (moment models' Gaussian likelihood), and the

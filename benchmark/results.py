@@ -11,23 +11,28 @@ import pandas as pd
 
 from benchmark import diagnostics
 from benchmark.columns import ordered_row
-from benchmark.metrics import robust_auc
+from benchmark.metrics import coverage_metric, robust_auc
 from benchmark.names import (
+    ADAPTIVE,
     ALL_ATTACKS,
     BINARIZATION,
     CERTIFIED,
     CERTIFY,
     CLEAN,
+    DETECTION,
     DIAGNOSTICS,
     FAILED,
     NOISE,
+    OOD,
     ROBUST,
     SECONDS,
     join_attacks,
     join_flags,
     same_eps,
+    score_metric,
 )
 from benchmark.store import RunStore
+from benchmark.uncertainty import PRIMARY_SCORE
 
 
 class RunResults:
@@ -129,6 +134,8 @@ def summary_row(config: dict, results: RunResults, params: int, train_seconds: f
     """The leaderboard row of a run (its ``config.json`` and its results): exactly the columns of
     benchmark.columns, in their order."""
     eps = config["eps"]
+    score = PRIMARY_SCORE[config["predictive"]]
+    adaptive = f"{score}_{ADAPTIVE}"  # the detector under the adaptive attack (benchmark.detection)
     clean_acc = results.value(CLEAN, "accuracy")
     curve = results.robust_curve()
     return ordered_row({
@@ -157,4 +164,18 @@ def summary_row(config: dict, results: RunResults, params: int, train_seconds: f
         "training": config.get("training", ""),
         "protocol": config["protocol"],
         "binarization_pass_rate": results.value(BINARIZATION, "pass_rate", eps),  # NaN (empty): none conclusive
+        "detection_score": score,
+        "detection_auroc": results.value(DETECTION, score_metric(score, "auroc"), eps),
+        "detection_auroc_ci_low": results.value(DETECTION, score_metric(score, "auroc_ci_low"), eps),
+        "detection_auroc_ci_high": results.value(DETECTION, score_metric(score, "auroc_ci_high"), eps),
+        "detection_auroc_adaptive": results.value(DETECTION, score_metric(adaptive, "auroc"), eps),
+        "detection_auroc_adaptive_ci_low": results.value(DETECTION, score_metric(adaptive, "auroc_ci_low"), eps),
+        "detection_auroc_adaptive_ci_high": results.value(DETECTION, score_metric(adaptive, "auroc_ci_high"), eps),
+        "ece_ci_low": results.value(CLEAN, "ece_ci_low"), "ece_ci_high": results.value(CLEAN, "ece_ci_high"),
+        "ece_attacked": results.value(ROBUST, "ece", eps),
+        "robust_or_detected_acc": results.value(DETECTION, score_metric(adaptive, "robust_or_detected"), eps),
+        "selective_acc_80": results.value(ROBUST, coverage_metric(0.8), eps),
+        "aurc_attacked": results.value(ROBUST, "aurc", eps),
+        "ood_auroc": results.value(OOD, score_metric(score, "auroc")),
+        "ood_set": config.get("ood", ""),
     })

@@ -17,10 +17,11 @@ import torch
 from benchmark import __version__
 from benchmark.checkpoints import CACHED_FILE_FIX, load_checkpoint, load_state, read_state, save_checkpoint
 from benchmark.data import load_dataset
+from benchmark.data.ood import OutOfDistribution, load_out_of_distribution
 from benchmark.distributed import World, world_from_env
 from benchmark.errors import BenchmarkError, PluginOutputError
 from benchmark.evaluation import Evaluator
-from benchmark.names import CLEAN, SECONDS, metric_row
+from benchmark.names import CLEAN, EVADED, SECONDS, metric_row
 from benchmark.plugin import ModelPlugin, Task
 from benchmark.predictive import Predictor
 from benchmark.profiles import get_profile
@@ -158,6 +159,8 @@ def run(request: RunRequest) -> dict:
         "training": ("given weights" if request.checkpoint is not None else "published weights" if plugin.pretrained
                      else "short recipe" if profile.recipe == "quick" else "full recipe"),
     }
+    ood = _out_of_distribution(dataset, len(y_test), request, world)
+    config["ood"] = ood.name if isinstance(ood, OutOfDistribution) else f"not run: {ood}"
     surrogate = plugin.surrogate(network)
     if surrogate is not None:
         surrogate = (f"{plugin.name}'s deterministic surrogate", Predictor(surrogate, "deterministic"))
@@ -180,7 +183,8 @@ def run(request: RunRequest) -> dict:
     evaluator = Evaluator(Predictor(network, plugin.predictive, likelihood=likelihood, num_classes=dataset.num_classes,
                                     trunk=trunk),
                           x_test, y_test, profile, eps, device, request.seed, surrogate=surrogate, world=world,
-                          bounds=bounds, gradient_variants=plugin.gradient_variants(network))
+                          bounds=bounds, gradient_variants=plugin.gradient_variants(network),
+                          ood=ood if isinstance(ood, OutOfDistribution) else None)
     config.update(samples=evaluator.samples, eot=evaluator.eot, reevals=evaluator.reevals,
                   attack_settings=evaluator.attack_settings(), attacks_not_applicable=evaluator.not_applicable)
     run_id = f"{slug(dataset.name)}-{slug(plugin.name)}-{profile.name}-{_digest(identity(config))}"
@@ -194,6 +198,21 @@ def run(request: RunRequest) -> dict:
 
     world.on_main(lambda: publish(Path(request.out), dataset.name, plugin.name))
     return row
+
+
+def _out_of_distribution(dataset, n: int, request, world: World) -> OutOfDistribution | str:
+    """The dataset's out-of-distribution partner (``benchmark.data.ood``), or why there is none: a missing partner
+    costs the run its ``ood`` condition and a warning, never the run."""
+    def load():
+        try:
+            return load_out_of_distribution(dataset, n, request.data_dir, download=request.download)
+        except BenchmarkError as exc:
+            return str(exc)
+
+    ood = world.on_main(load, share=False) or load()
+    if not isinstance(ood, OutOfDistribution):
+        console.print(f"[bold yellow]warning:[/] no out-of-distribution condition: {ood}")
+    return ood
 
 
 def _finish(evaluator: Evaluator, store: RunStore, network, train_seconds: float) -> dict:
@@ -300,7 +319,7 @@ def finished_text(rows: list[dict], seconds: float) -> str:
     certified accuracy) with the 95% interval, and the seconds it took. A board left running in the
     background then shows in its log how far it got, where a terminal's progress bars would have gone."""
     values = {row["metric"]: row["value"] for row in rows}
-    for name in ("accuracy", "certified_acc"):
+    for name in ("accuracy", "certified_acc", EVADED):
         if name in values:
             text = interval_text(values[name], values.get(f"{name}_ci_low"), values.get(f"{name}_ci_high"))
             return f"{name.replace('_', ' ')} {text}, {seconds:.1f} s"

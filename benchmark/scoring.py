@@ -14,19 +14,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark import binarization, diagnostics
+from benchmark import binarization, detection, diagnostics
 from benchmark.attacks.plan import DOUBLED
-from benchmark.evaluation import Evaluator, accuracy_rows, selection_of
-from benchmark.metrics import reliability_table, strongest_point
-from benchmark.names import ALL_ATTACKS, CLEAN, FAILED, METRIC_COLUMNS, NOISE, ROBUST, SECONDS, condition_id, metric_row
+from benchmark.evaluation import Evaluator, accuracy_rows, attack_conditions, selection_of
+from benchmark.metrics import reliability_table
+from benchmark.names import (
+    ALL_ATTACKS,
+    CLEAN,
+    FAILED,
+    METRIC_COLUMNS,
+    NOISE,
+    OOD,
+    ROBUST,
+    SECONDS,
+    condition_id,
+    metric_row,
+)
 from benchmark.results import RunResults
 from benchmark.store import RunStore
+from benchmark.worst_case import WorstCase, worst_cases
 
 
 def write_metrics(evaluator: Evaluator, store: RunStore) -> None:
     """Write the run's ``metrics.csv`` and, unless the clean condition failed, its ``reliability.csv``."""
     plan = evaluator.plan()
     failed = store.failures()
+    planned = {c.id for c in plan}
     frames = [store.load_rows(c.id) for c in plan if c.id not in failed]
     frames.append(pd.DataFrame([metric_row(c.name, c.param, FAILED, 1.0) for c in plan if c.id in failed],
                                columns=METRIC_COLUMNS))
@@ -38,7 +51,7 @@ def write_metrics(evaluator: Evaluator, store: RunStore) -> None:
 
     @functools.cache  # the robust sets and every eps of the black-box check read the same files
     def arrays(condition: str) -> dict[str, np.ndarray] | None:
-        return None if condition in failed else store.load_arrays(condition)
+        return None if condition in failed or condition not in planned else store.load_arrays(condition)
 
     def correct(condition: str) -> np.ndarray | None:
         return None if arrays(condition) is None else arrays(condition)["correct"]
@@ -47,7 +60,9 @@ def write_metrics(evaluator: Evaluator, store: RunStore) -> None:
         found = arrays(condition)
         return None if found is None else selection_of(found, evaluator.predictor.is_random, condition)
 
-    frames += _robust_rows(evaluator, correct, selection) if clean_ok else []
+    cases = worst_cases(attack_conditions(evaluator), arrays, selection) if clean_ok else []
+    frames += [_robust_rows(cases)]
+    frames += [pd.DataFrame(_uncertainty_rows(evaluator, plan, cases, arrays), columns=METRIC_COLUMNS)]
     results = RunResults(pd.concat(frames, ignore_index=True))
 
     def accuracy(name: str, eps: float) -> float:
@@ -70,30 +85,29 @@ def write_metrics(evaluator: Evaluator, store: RunStore) -> None:
         store.write_table("reliability.csv", reliability_table(torch.as_tensor(probs), torch.as_tensor(evaluator.y)))
 
 
-def _robust_rows(evaluator: Evaluator, correct, selection) -> list[pd.DataFrame]:
-    """The ``robust`` rows at each eps of the attacks, smallest first. The accuracy is the one-point worst case
-    (:func:`benchmark.metrics.strongest_point`) over the candidates clean, every attack at that eps and at every
-    smaller one (their balls lie inside this one, so the curve cannot rise), an example the cascade stopped
-    counted broken; ``accuracy_all_attacks``, the conservative figure, counts an example only where it survived
-    every candidate in the same re-evaluation, which scores a random model's own noise as a vulnerability.
-    ``correct(condition_id)`` and ``selection(condition_id)`` are a condition's [R, N] correctness and its selection
-    scores, None for a failed one."""
-    attacks = [c for c in evaluator.plan() if c.name in evaluator.attacks]
-    clean = condition_id(CLEAN)
-    every, candidates, frames = correct(clean), [(correct(clean), selection(clean))], []
-    for eps in sorted({c.param for c in attacks}):
-        at_this_eps = [c for c in attacks if c.param == eps]
-        # a failed attack leaves the worst case at this eps, and so at every larger one, unknown: no robust
-        # accuracy rather than an inflated one
-        if any(correct(c.id) is None for c in at_this_eps):
-            break
-        for c in at_this_eps:
-            every = every & correct(c.id)
-            # an example the cascade stopped was broken in every selection evaluation of some point: it stays broken
-            # (-inf: chosen, and its judged outcome here is broken), not judged again at the point that broke it,
-            # which the attacks at this eps never improved on
-            scores = selection(c.id)
-            candidates.append((correct(c.id), np.where(np.isnan(scores), -np.inf, scores)))
-        rows = accuracy_rows(ROBUST, eps, strongest_point(candidates))
-        frames.append(pd.DataFrame([*rows, metric_row(ROBUST, eps, ALL_ATTACKS, every.mean())]))
-    return frames
+def _robust_rows(cases: list[WorstCase]) -> pd.DataFrame:
+    """The ``robust`` rows at each eps of the attacks, smallest first (``benchmark.worst_case``): the accuracy is
+    the one-point worst case, an example the cascade stopped counted broken; ``accuracy_all_attacks``, the
+    conservative figure, counts an example only where it survived every candidate in the same re-evaluation, which
+    scores a random model's own noise as a vulnerability."""
+    return pd.DataFrame([row for case in cases for row in (*accuracy_rows(ROBUST, case.eps, case.correct),
+                                                           metric_row(ROBUST, case.eps, ALL_ATTACKS,
+                                                                      case.every.mean()))],
+                        columns=METRIC_COLUMNS)
+
+
+def _uncertainty_rows(evaluator: Evaluator, plan: list, cases: list[WorstCase], arrays) -> list[dict]:
+    """What the uncertainty scores say (``benchmark.detection``), from every condition that stored them; none for a
+    run stored before the harness kept them."""
+    clean = arrays(condition_id(CLEAN))
+    if clean is None or any(score not in clean for score in evaluator.scores):
+        return []
+    y = evaluator.y.cpu().numpy()
+    rows = detection.detection_rows(evaluator.scores, cases, arrays) + detection.attacked_rows(cases, arrays, y)
+    rows += detection.clean_interval_rows(clean, y)
+    for c in plan:
+        if c.name in (CLEAN, NOISE) and arrays(c.id) is not None:
+            rows += detection.selective_rows(c.name, c.param, arrays(c.id))
+        if c.name == OOD and arrays(c.id) is not None:
+            rows += detection.ood_rows(evaluator.scores, clean, arrays(c.id))
+    return rows

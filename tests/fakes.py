@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.metrics import reliability_table
@@ -90,3 +91,34 @@ def make_finished_run(out: Path, model: str, dataset: str = "mnist", robust: flo
                robust_acc=robust, run_id=run_id, protocol=protocol, eps=0.1, robust_auc=robust_auc)
     (run_dir / "summary.json").write_text(json.dumps(row))
     return run_dir
+
+
+def energy(x: torch.Tensor) -> torch.Tensor:
+    """Sum of squared differences of neighbouring pixels: what a smooth image has little of and a signed-gradient
+    perturbation a lot (the planted detectors' score)."""
+    return ((x[..., 1:, :] - x[..., :-1, :]).pow(2).flatten(1).sum(1)
+            + (x[..., :, 1:] - x[..., :, :-1]).pow(2).flatten(1).sum(1))
+
+
+def planted_detector_data(n: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth 1x8x8 images (bilinear from 2x2) and smooth, blockwise linear class weights, which a smooth
+    perturbation of eps 0.15 can flip: a detector of :func:`energy` can be evaded, but only by an attack that looks
+    for it."""
+    generator = torch.Generator().manual_seed(0)
+    w = F.interpolate(torch.randn(classes, 1, 2, 2, generator=generator), size=8, mode="nearest").flatten(1)
+    w = 320 * w / w.abs().sum(1, keepdim=True)
+    x = F.interpolate(torch.rand(n, 1, 2, 2, generator=generator), size=8, mode="bilinear", align_corners=True)
+    x = (0.5 + 0.6 * (x - 0.5) + 0.01 * torch.randn(n, 1, 8, 8, generator=generator)).clamp(0, 1)
+    return x, w
+
+
+class Tempered(nn.Module):
+    """A planted detector: linear logits divided by a temperature 1 + k * energy, so the entropy rises with the
+    input's high-frequency energy, which every signed-gradient attack adds."""
+
+    def __init__(self, w: torch.Tensor, k: float = 20.0):
+        super().__init__()
+        self.w, self.k = w, k
+
+    def forward(self, x):
+        return (x.flatten(1) - 0.5) @ self.w.T / (1 + self.k * energy(x))[:, None]

@@ -131,7 +131,8 @@ def test_an_attack_added_to_a_plan_runs_as_a_condition_of_its_own():
             PlannedAttack("corner", Corner(), "a test attack"))
     evaluator = _evaluator(profile=get_profile("quick", attacks=plan))
     assert ([c.id for c in evaluator.plan() if c.name not in ("clean", "diagnostics", "noise", MAIN, "binarization")]
-            == ["fgsm-0.1", "corner-0.1", "fgsm-0.2", "corner-0.2", "fgsm-0.3", "corner-0.3"])
+            == ["fgsm-0.1", "corner-0.1", "adaptive-entropy-0.1", "fgsm-0.2", "corner-0.2", "adaptive-entropy-0.2",
+                "fgsm-0.3", "corner-0.3", "adaptive-entropy-0.3"])
     assert evaluator.attack_settings()["corner"] == {"seed": 7, "eot_draws": 1, "purpose": "a test attack"}
     finished = {}
     evaluator.load = finished.get

@@ -14,6 +14,7 @@ from torch import nn
 import benchmark.attacks
 from benchmark.attacks import APGD, FAB, FGSM, PGD, Attack, AutoAttack, Square, Transfer
 from benchmark.attacks.bpda import BPDA
+from benchmark.attacks.detector import DetectorAware
 from benchmark.attacks.doubled import Doubled
 from benchmark.attacks.plan import PlannedAttack
 from benchmark.errors import HarnessBug, PluginOutputError
@@ -45,6 +46,8 @@ SMALL = {
     APGD: lambda: APGD(steps=5),
     AutoAttack: lambda: AutoAttack(steps=3, queries=20),
     BPDA: lambda: BPDA(PGD(steps=3), "none", nullcontext),
+    # a threshold above any entropy of ten classes: the detector never flags, and the attack only has to fool
+    DetectorAware: lambda: DetectorAware(steps=5).against(10.0),
     Doubled: lambda: Doubled(of=("pgd",)).bound_to({"pgd": PGD(steps=2)}),
     FAB: lambda: FAB(steps=3, targets=2),
     FGSM: FGSM,

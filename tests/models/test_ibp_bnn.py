@@ -239,6 +239,7 @@ def test_certify_condition_and_leaderboard_column_end_to_end(tmp_path):
 
 
 def test_certify_runs_only_for_plugins_with_bounds_and_checks_them():
+    from benchmark.certification import _checked_bounds
     from benchmark.errors import PluginOutputError
     from benchmark.evaluation import Condition, Evaluator
     from benchmark.profiles import get_profile
@@ -254,4 +255,4 @@ def test_certify_runs_only_for_plugins_with_bounds_and_checks_them():
         assert arrays["certified"][0].tolist() == (net(x.double()).argmax(1) == y).tolist()
     lying = Evaluator(*args, bounds=lambda lo, up: (torch.ones(len(lo), 10), torch.zeros(len(lo), 10)))
     with pytest.raises(PluginOutputError):
-        lying._checked_bounds(x.double(), x.double())
+        _checked_bounds(lying, x.double(), x.double())
