@@ -51,6 +51,10 @@ FLAGGED = ("Flagged rows, ranked apart: a gradient-masking diagnostic fired (the
 FIGURES = (("eps", "Robust accuracy against eps, every model", False),
            ("noise", "Accuracy and ECE against Gaussian noise sigma, every model", True),
            ("tradeoff", "Clean accuracy against robustness, every model", False))
+#: The figure of the models whose rows measured detection (benchmark.detection), drawn only where one did: name,
+#: alternative text, drawn to fill a row alone.
+DETECTION_FIGURE = ("detection", "Detection AUROC of each model's uncertainty score, under the attacks and under the "
+                    "adaptive attack, against robust accuracy", False)
 #: The columns index.html shows until the reader asks for all, with the robust accuracy at every eps of the
 #: sweep: what ranks a row, what it is, and why it may be set apart.
 SHOWN = ("model", "predictive", "clean_acc", "robust_auc", "robust_acc", "certified_acc", "noise_acc_mean", "ece",
@@ -115,8 +119,23 @@ def _protocol_blocks(board: Board, suffix: str, level: int) -> list[Block]:
         if not flagged.empty:
             blocks += [Heading("Flagged", level + 1), Paragraph(FLAGGED), _table(board, flagged, suffix)]
         blocks.append(Figures(tuple(Image(figure_path(board.dataset, protocol, name), alt, wide)
-                                    for name, alt, wide in FIGURES)))
+                                    for name, alt, wide in protocol_figures(part))))
     return blocks
+
+
+def detection_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows the detection figure draws: those with a detection AUROC and a robust accuracy (a row published
+    before the harness measured detection has neither column filled)."""
+    if "detection_auroc" not in rows or "robust_acc" not in rows:
+        return rows.iloc[:0]
+    auroc = pd.to_numeric(rows.detection_auroc, errors="coerce")
+    return rows[auroc.notna() & pd.to_numeric(rows.robust_acc, errors="coerce").notna()]
+
+
+def protocol_figures(part: pd.DataFrame) -> tuple[tuple[str, str, bool], ...]:
+    """The figures of one protocol's rows: :data:`FIGURES`, and :data:`DETECTION_FIGURE` where a row measured
+    detection (``benchmark.figures.plot_board_detection`` draws it on the same rows)."""
+    return FIGURES + ((DETECTION_FIGURE,) if not detection_rows(part).empty else ())
 
 
 def _table(board: Board, rows: pd.DataFrame, suffix: str) -> Table:

@@ -1,4 +1,5 @@
-"""The figures of a report: reliability diagram, noise sweep, accuracy against epsilon (PNG files)."""
+"""The figures of a report: reliability diagram, noise sweep, accuracy against epsilon, the uncertainty scores'
+distributions and the risk-coverage curves (PNG files); and the leaderboard's figures, every model at once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from benchmark.metrics import risk_coverage
 from benchmark.names import ROBUST
 from benchmark.render import eps_text, missing
 
@@ -86,6 +88,79 @@ def plot_eps(attacks: dict[str, pd.DataFrame], eps: float, path: Path) -> None:
     _save(fig, path)
 
 
+#: each uncertainty score as an axis names it (benchmark.uncertainty defines them)
+SCORE_LABELS = {"entropy": "predictive entropy (nats)", "mutual_information": "mutual information (nats)",
+                "logit_variance": "logit variance (sum over classes)",
+                "top_class_variance": "variance of the predicted class's logit"}
+#: a score whose positive values span more than this ratio is drawn on a log axis (a logit variance often does)
+LOG_SPAN = 100.0
+SCORE_BINS = 30
+
+
+def plot_score_distributions(panels: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float],
+                             path: Path) -> None:
+    """One panel per score (``panels``: score -> group label -> values): each group's share of points per bin, so
+    that groups of different sizes compare, and the detector's threshold as a dashed line. A group keeps its
+    colour in every panel (by its label's first place over the panels). Where a score's positive values span more
+    than :data:`LOG_SPAN` the axis is logarithmic, a zero (a clamped mutual information) then counted in the
+    lowest bin."""
+    labels = list(dict.fromkeys(label for groups in panels.values() for label in groups))
+    colours = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), layout="constrained",
+                                 squeeze=False)
+    for ax, (score, groups) in zip(axes[0], panels.items(), strict=True):
+        values = {label: np.asarray(v, dtype=float)[np.isfinite(v)] for label, v in groups.items()}
+        every = np.concatenate([*values.values(), [thresholds.get(score, np.nan)]])
+        every = every[np.isfinite(every)]
+        positive = every[every > 0]
+        log = positive.size > 0 and positive.max() / positive.min() > LOG_SPAN
+        if log:
+            floor = positive.min()
+            values = {label: np.maximum(v, floor) for label, v in values.items()}
+            bins = np.geomspace(floor, positive.max() * 1.0001, SCORE_BINS + 1)
+            ax.set_xscale("log")
+        else:
+            low, high = (every.min(), every.max()) if every.size else (0.0, 1.0)
+            bins = np.linspace(low, high if high > low else low + 1.0, SCORE_BINS + 1)
+        for label, v in values.items():
+            if v.size:
+                ax.hist(v, bins=bins, weights=np.full(v.size, 1 / v.size), histtype="stepfilled", alpha=0.18,
+                        color=colours[label])
+            ax.hist(v, bins=bins, weights=np.full(v.size, 1 / max(v.size, 1)), histtype="step", linewidth=1.6,
+                    color=colours[label], label=f"{label} (n = {v.size})")
+        threshold = thresholds.get(score)
+        if threshold is not None and np.isfinite(threshold):
+            ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
+                       label=f"threshold {threshold:.4g} (5% false alarms)")
+        ax.set(xlabel=SCORE_LABELS.get(score, score) + (" (log)" if log else ""), ylabel="share of the group",
+               title=score.replace("_", " "))
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    _save(fig, path)
+
+
+def plot_risk_coverage(unattacked: dict[str, tuple[np.ndarray, np.ndarray]],
+                       attacked: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """The risk-coverage curve (:func:`benchmark.metrics.risk_coverage`) of each group of inputs, each given as
+    label -> (uncertainty, correct): the error rate on the inputs the model keeps when it abstains on the most
+    uncertain. ``unattacked`` (clean, then noisy) in black and dashed green, ``attacked`` (by growing eps) in
+    darkening reds. A curve that falls to the left is an uncertainty that puts its errors last; a flat one does
+    not know when it is wrong."""
+    styles = [{"color": "black", "linewidth": 2}, {"color": sns.color_palette("colorblind")[2], "linestyle": "--"}]
+    shades = sns.color_palette("flare", max(len(attacked), 1))
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="tight")
+    for (label, (uncertainty, correct)), style in [*zip(unattacked.items(), styles, strict=False),
+                                                   *((item, {"color": shade})
+                                                     for item, shade in zip(attacked.items(), shades, strict=False))]:
+        coverage, risk = risk_coverage(uncertainty, correct)
+        ax.plot(coverage, risk, label=label, **style)
+    ax.set(xlabel="coverage (share of inputs kept)", ylabel="risk (error rate on the kept inputs)", xlim=(0, 1),
+           ylim=(0, 1.02), title="Risk against coverage, abstaining on the highest predictive entropy")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -158,6 +233,45 @@ def plot_board_noise(rows: pd.DataFrame, curves: pd.DataFrame, path: Path) -> No
 def plot_board_tradeoff(rows: pd.DataFrame, path: Path) -> None:
     """Draw :func:`tradeoff_figure` into ``path``."""
     _save(tradeoff_figure(rows), path)
+
+
+def plot_board_detection(rows: pd.DataFrame, path: Path) -> bool:
+    """Does a model's uncertainty see the attacks that beat it? Its detection AUROC (``detection_auroc``, filled)
+    and the same under the adaptive attack (``detection_auroc_adaptive``, hollow, joined by a line: the drop is
+    the detection an attacker who knows about it takes away) against its robust accuracy, one model per colour
+    and marker, the score each used in the legend. Only the rows with a detection AUROC are drawn; where none has
+    one nothing is drawn, an older figure at ``path`` is removed, and False is returned."""
+    from benchmark.board_pages import detection_rows  # the page lists the figure on the same rows
+
+    shown = detection_rows(rows)
+    if shown.empty:
+        Path(path).unlink(missing_ok=True)
+        return False
+    styles = model_styles(list(rows.model))  # the models' looks of every other figure of this table
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
+    for row in shown.itertuples():
+        style = styles[row.model]
+        x = float(row.robust_acc)
+        y, adaptive = float(row.detection_auroc), pd.to_numeric(row.detection_auroc_adaptive, errors="coerce")
+        score = row.detection_score if isinstance(row.detection_score, str) and row.detection_score else "?"
+        ax.scatter(x, y, marker=style["marker"], s=MARKER_AREA, color=style["color"], zorder=style["zorder"] + 1,
+                   label=f"{row.model} ({score})")
+        if not missing(adaptive):
+            ax.plot([x, x], [y, adaptive], color=style["color"], linestyle=style["linestyle"], linewidth=1.2,
+                    zorder=style["zorder"])
+            ax.scatter(x, adaptive, marker=style["marker"], s=MARKER_AREA, facecolors="white",
+                       edgecolors=style["color"], linewidths=1.5, zorder=style["zorder"] + 1)
+    ax.axhline(0.5, color="0.5", linestyle=":", linewidth=1, label="0.5: the score is blind to the attack")
+    ax.scatter([], [], marker="o", s=MARKER_AREA, color="0.3", label="filled: the attacks")
+    ax.scatter([], [], marker="o", s=MARKER_AREA, facecolors="white", edgecolors="0.3", linewidths=1.5,
+               label="hollow: the adaptive attack")
+    ax.set(xlabel="robust accuracy at eps", ylabel="detection AUROC of the attacks' points", xlim=(-0.02, 1.02),
+           ylim=(0, 1.02),
+           title="Detection of the attacks against robust accuracy (up: seen)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    _save(fig, path)
+    return True
 
 
 #: the tradeoff scatter's markers (points squared) and names (points)

@@ -108,3 +108,4 @@ def _write_figures(board_dir: Path, board: Board) -> None:
         figures.plot_board_eps(part, robust[robust.protocol == protocol], float(part.eps.max()), paths["eps"])
         figures.plot_board_noise(part, board.noise_curves[board.noise_curves.protocol == protocol], paths["noise"])
         figures.plot_board_tradeoff(part, paths["tradeoff"])
+        figures.plot_board_detection(part, board_dir / figure_path(board.dataset, protocol, "detection"))

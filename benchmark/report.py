@@ -12,7 +12,12 @@ import pandas as pd
 from benchmark import diagnostics, figures
 from benchmark.attacks.plan import MAIN
 from benchmark.errors import BenchmarkError
-from benchmark.names import BINARIZATION, CLEAN, ROBUST, same_eps
+from benchmark.names import (
+    BINARIZATION,
+    CLEAN,
+    ROBUST,
+    same_eps,
+)
 from benchmark.render import (
     Block,
     Bullets,
@@ -27,6 +32,7 @@ from benchmark.render import (
     missing,
     num,
 )
+from benchmark.report_uncertainty import UNCERTAINTY_FIGURES, uncertainty_section
 from benchmark.results import RunResults
 from benchmark.store import RunStore
 
@@ -54,7 +60,7 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     reliability = pd.read_csv(run_dir / "reliability.csv") if (run_dir / "reliability.csv").exists() else None
     failures = RunStore(run_dir).failures()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("reliability.png", "noise.png", "eps.png"):  # a re-render must not show an older run's plot
+    for stale in ("reliability.png", "noise.png", "eps.png", *UNCERTAINTY_FIGURES):  # not an older run's plot
         (out_dir / stale).unlink(missing_ok=True)
 
     clean = results.table(CLEAN)
@@ -71,7 +77,8 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     if attacks:
         figures.plot_eps(attacks, float(config["eps"]), out_dir / "eps.png")
 
-    blocks = _blocks(config, clean_row, noise, attacks, results, failures)
+    blocks = _blocks(config, clean_row, noise, attacks, results, failures,
+                     uncertainty_section(run_dir, config, results, out_dir))
     (out_dir / "report.md").write_text(markdown(blocks), encoding="utf-8")
     (out_dir / "report.html").write_text(html_page(_title(config), blocks, out_dir), encoding="utf-8")
     return out_dir / "report.md"
@@ -85,8 +92,8 @@ def _title(config: dict) -> str:
 
 
 def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[str, pd.DataFrame],
-            results: RunResults, failures: dict[str, str]) -> list[Block]:
-    """The report's content, in reading order."""
+            results: RunResults, failures: dict[str, str], uncertainty: list[Block]) -> list[Block]:
+    """The report's content, in reading order; ``uncertainty`` the section of :func:`_uncertainty`."""
     eps = float(config["eps"])
     blocks: list[Block] = [Heading(_title(config), level=1)]
     if config.get("dataset_description"):  # what the dataset is, from its manifest (a lossy copy says so there)
@@ -132,6 +139,7 @@ def _blocks(config: dict, clean: pd.Series, noise: pd.DataFrame, attacks: dict[s
 
     blocks += _how_attacked(config, results, failures)
     blocks += _certification(results.certified_curve(), eps)
+    blocks += uncertainty
 
     blocks.append(Heading("Notes"))
     notes = [str(note) for note in config.get("notes") or []]
@@ -310,3 +318,6 @@ def _with_interval(row: pd.Series | None) -> str:
     if missing(row.get("accuracy")):
         return num(None)
     return interval_text(row.get("accuracy"), row.get("accuracy_ci_low"), row.get("accuracy_ci_high"), digits=4)
+
+
+# ---------------------------------------------------------------- does the uncertainty see the attack?

@@ -84,7 +84,8 @@ def test_every_figure_loads(browser, board):
     browser.get(board.as_uri())
     images = browser.execute_script(
         "return [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
-    assert sorted(src for src, _ in images) == [f"figures/mnist/quick/{n}.png" for n in ("eps", "noise", "tradeoff")]
+    assert sorted(src for src, _ in images) == [f"figures/mnist/quick/{n}.png"
+                                                         for n in ("detection", "eps", "noise", "tradeoff")]
     assert all(loaded for _, loaded in images), images
 
 
