@@ -30,8 +30,11 @@ WEAK_ATTACKS = ("fgsm", "pgd")  # one gradient step, and PGD-20: where most robu
 @dataclass(frozen=True)
 class Claim:
     """A published claim about a method, the plugins that implement it and the evidence that tests it:
-    ``attack`` (robust accuracy against eps), ``noise`` (accuracy against Gaussian sigma) or ``certified``
-    (the certified accuracy, a sound lower bound, against the reference's attack-based upper bound)."""
+    ``attack`` (robust accuracy against eps), ``noise`` (accuracy against Gaussian sigma), ``certified``
+    (the certified accuracy, a sound lower bound, against the reference's attack-based upper bound),
+    ``uncertainty`` (the detection AUROC of the model's uncertainty on the points that fooled it, under the
+    protocol's attacks and under the adaptive attack on the detector) or ``calibration`` (the clean ECE against the
+    reference's)."""
 
     method: str
     models: tuple[str, ...]
@@ -44,6 +47,8 @@ class Claim:
 
 
 _BAYES = "not a claim of the method's paper: the common belief that a Bayesian or ensemble predictive resists attacks"
+_DETECTS = ("not a claim of the method's paper: the common belief, tested by Feng et al. 2024 (\"Attacking Bayes\"), "
+            "that a Bayesian or ensemble predictive's epistemic uncertainty detects adversarial inputs")
 CLAIMS: tuple[Claim, ...] = (
     Claim("EnDP", ("endp",), "Carannante et al. 2020", "robust to random noise", "noise"),
     Claim("EnDP", ("endp",), "Carannante et al. 2020", "robust to adversarial attacks", "attack"),
@@ -63,6 +68,16 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("Variational dropout", ("vd",), _BAYES, "more robust under attack than a point estimate", "attack"),
     Claim("First-layer BNN", ("stf-bnn",), "Lei et al. 2021", "more robust under attack than a deterministic net",
           "attack"),
+    Claim("EnDP", ("endp",), "Carannante et al. 2020", "its predictive variance rises on adversarial inputs, so the "
+          "model signals when it is fooled", "uncertainty"),
+    Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al. 2021", "its predictive variance rises on adversarial inputs, "
+          "so the model signals when it is fooled", "uncertainty"),
+    *(Claim(method, (model,), _DETECTS, "its epistemic uncertainty flags the adversarial inputs that fool it",
+            "uncertainty")
+      for method, model in (("MC dropout", "mc-dropout"), ("Deep ensemble", "ensemble"), ("Mean-field VI", "bbb"),
+                            ("Variational dropout", "vd"), ("SWAG", "swag"), ("Laplace", "laplace"))),
+    Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al. 2021", "better calibrated than a network trained without "
+          "its robust Bayesian likelihood", "calibration", datasets=("mnist",)),
 )
 
 
@@ -100,8 +115,13 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
     """The verdict on ``claim`` for ``model`` against the claim's reference, from one protocol's rows."""
     row = rows[rows.model == model].iloc[0]
     # the flags that say this claim's number may be too high: attack flags bear on attacked accuracies only
-    flags = diagnostics.demoting(split_flags(row["flags"]), "attacks" if claim.evidence == "attack" else "every number")
-    if claim.evidence == "noise":
+    flags = diagnostics.demoting(split_flags(row["flags"]),
+                                 "attacks" if claim.evidence in ("attack", "uncertainty") else "every number")
+    if claim.evidence == "uncertainty":
+        verdict, why, points = _uncertainty(row)
+    elif claim.evidence == "calibration":
+        verdict, why, points = _calibration(row, rows[rows.model == claim.reference].iloc[0])
+    elif claim.evidence == "noise":
         verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
     elif claim.evidence == "certified":
         verdict, why, points = _certified(claim, model, eps_curves, float(row.eps))
@@ -109,7 +129,7 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
         verdict, why, points = _attack(model, claim.reference, eps_curves, float(row.eps))
     if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
         named = " and ".join(flags)
-        number = "robust accuracy" if claim.evidence == "attack" else "numbers"
+        number = {"attack": "robust accuracy", "uncertainty": "adversarial points"}.get(claim.evidence, "numbers")
         verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {named}: its {number} may be too high"
     return Verdict(claim, model, dataset, protocol, verdict, why, points)
 
@@ -176,6 +196,52 @@ def _noise(model: str, reference: str, noise_curves: pd.DataFrame, n: int) -> tu
     if holds:
         return "holds", f"above {reference} at sigma {', '.join(f'{s:g}' for s in holds)}", points
     return "does not hold", f"never above {reference} at any sigma of the sweep", points
+
+
+#: what a detector does by chance: an AUROC whose interval does not lie above it shows no detection
+CHANCE = 0.5
+NON_ADAPTIVE_ONLY = "holds only against non-adaptive attacks"
+
+
+def _column_interval(row: pd.Series, column: str) -> Interval:
+    """A column and its interval columns on a board row (NaN where the row predates them)."""
+    return Interval(*(float(row.get(c, float("nan"))) for c in (column, f"{column}_ci_low", f"{column}_ci_high")))
+
+
+def _uncertainty(row: pd.Series) -> tuple[str, str, pd.DataFrame]:
+    """Whether the model's uncertainty (its board's ``detection_score``) tells the adversarial points that fooled it
+    from clean correct inputs, better than chance, under the protocol's attacks and under the adaptive attack."""
+    plain, adaptive = _column_interval(row, "detection_auroc"), _column_interval(row, "detection_auroc_adaptive")
+    score = row["detection_score"]
+    points = pd.DataFrame([[f"eps {float(row.eps):g}", str(score), plain.text(), adaptive.text(),
+                            f"{float(row.get('robust_or_detected_acc', float('nan'))):.4f}",
+                            f"{float(row.robust_acc):.4f}"]],
+                          columns=["at", "score", "detection AUROC", "under the adaptive attack",
+                                   "robust or detected (adaptive)", "robust accuracy"])
+    if pd.isna(plain.value):
+        return "untested", "no detection AUROC on the row (no point fooled the model, or a run before it was kept)", \
+            points
+    if not plain.above(Interval(CHANCE, CHANCE, CHANCE)):
+        return "does not hold", f"{score} does not tell the points that fooled the model from clean ones", points
+    if pd.isna(adaptive.value) or not adaptive.above(Interval(CHANCE, CHANCE, CHANCE)):
+        return (NON_ADAPTIVE_ONLY, f"{score} detects the protocol's adversarial points (AUROC {plain.text()}), not "
+                f"those of the attack that also holds it down (AUROC {adaptive.text()})", points)
+    return "holds", f"{score} detects the adversarial points, also under the adaptive attack (AUROC " \
+        f"{adaptive.text()})", points
+
+
+def _calibration(row: pd.Series, reference: pd.Series) -> tuple[str, str, pd.DataFrame]:
+    """Whether the model's clean ECE lies wholly below its reference's (a lower ECE is better calibrated)."""
+    mine, theirs = _column_interval(row, "ece"), _column_interval(reference, "ece")
+    points = pd.DataFrame([[mine.text(), theirs.text(), f"{float(row.get('ece_attacked', float('nan'))):.4f}",
+                            f"{float(reference.get('ece_attacked', float('nan'))):.4f}"]],
+                          columns=[f"{row.model}, clean ECE", f"{reference.model}, clean ECE",
+                                   f"{row.model}, ECE under attack", f"{reference.model}, ECE under attack"])
+    if pd.isna(mine.low) or pd.isna(theirs.low):
+        return "untested", "no ECE interval on the rows (runs before it was kept)", points
+    if theirs.above(mine):
+        return "holds", f"clean ECE below {reference.model}'s", points
+    return "does not hold", f"clean ECE not below {reference.model}'s", points
 
 
 def _certified(claim: Claim, model: str, eps_curves: pd.DataFrame,

@@ -12,15 +12,15 @@ EPS = (0.1, 0.2, 0.3)
 
 def _board(tmp_path, models: dict[str, dict], n: int = 500, dataset: str = "mnist", protocol: str = "quick"):
     """Leaderboard CSVs of ``dataset`` for ``models``: name -> {attack: accuracies at EPS}, plus 'noise' (accuracy
-    per sigma), 'certified' and 'flags'."""
+    per sigma), 'certified', 'flags' and 'row' (further columns of the model's row)."""
     board = tmp_path / "leaderboards"
     board.mkdir()
     rows, eps_rows, noise_rows = [], [], []
     for model, spec in models.items():
         rows.append({"model": model, "dataset": dataset, "protocol": protocol, "n_examples": n, "eps": 0.3,
-                     "flags": spec.get("flags", ""), "robust_acc": spec["robust"][-1]})
+                     "flags": spec.get("flags", ""), "robust_acc": spec["robust"][-1], **spec.get("row", {})})
         for attack, accs in spec.items():
-            if attack in ("noise", "flags"):
+            if attack in ("noise", "flags", "row"):
                 continue
             for eps, acc in zip(EPS, accs, strict=False):
                 eps_rows.append({"model": model, "protocol": protocol, "attack": attack, "eps": eps, "accuracy": acc,
@@ -128,4 +128,46 @@ def test_every_claim_names_registered_plugins():
 
     for claim in CLAIMS:
         assert set(claim.models) | {claim.reference} <= set(list_models()), claim
-        assert claim.evidence in ("attack", "noise", "certified")
+        assert claim.evidence in ("attack", "noise", "certified", "uncertainty", "calibration")
+
+
+def _detects(auroc, adaptive):
+    """Board columns of a detector: (value, low, high) of its AUROC under the protocol's and the adaptive attack."""
+    return {"row": {"detection_score": "logit_variance", "robust_or_detected_acc": 0.1,
+                    **dict(zip(("detection_auroc", "detection_auroc_ci_low", "detection_auroc_ci_high"), auroc,
+                               strict=True)),
+                    **dict(zip(("detection_auroc_adaptive", "detection_auroc_adaptive_ci_low",
+                                "detection_auroc_adaptive_ci_high"), adaptive, strict=True))}}
+
+
+def test_an_uncertainty_claim_holds_only_where_detection_survives_the_adaptive_attack(tmp_path):
+    """The density-propagation papers' variance rises under attack; Feng et al. 2024 show such detection falling to
+    an attack that also holds the variance down. The verdict separates the two."""
+    board = _board(tmp_path, {
+        "baseline": BASELINE,
+        "endp": {**BASELINE, **_detects((0.9, 0.85, 0.95), (0.52, 0.45, 0.6))},  # broken by the adaptive attack
+        "vdp": {**BASELINE, **_detects((0.9, 0.85, 0.95), (0.8, 0.72, 0.88))},  # survives it
+        "vdp-unscented": {**BASELINE, **_detects((0.55, 0.48, 0.62), (0.5, 0.45, 0.55))},  # never above chance
+        "mc-dropout": {**BASELINE, **_detects((0.9, 0.85, 0.95), (0.8, 0.72, 0.88)), "flags": "zero-grad"},
+        "ensemble": BASELINE,  # a row from before the columns existed
+    })
+    found = verdicts(board)
+    assert _verdict(found, "endp", "uncertainty").verdict == "holds only against non-adaptive attacks"
+    assert _verdict(found, "vdp", "uncertainty").verdict == "holds"
+    assert _verdict(found, "vdp-unscented", "uncertainty").verdict == "does not hold"
+    # an attack flag says the adversarial points may be too weak: detection of them settles nothing
+    assert _verdict(found, "mc-dropout", "uncertainty").verdict == "holds only on a flagged row"
+    assert _verdict(found, "ensemble", "uncertainty").verdict == "untested"
+
+
+def test_a_calibration_claim_needs_the_ece_interval_below_the_references(tmp_path):
+    def ece(value, low, high):
+        return {"row": {"ece": value, "ece_ci_low": low, "ece_ci_high": high, "ece_attacked": 0.5}}
+
+    board = _board(tmp_path, {"baseline": {**BASELINE, **ece(0.05, 0.04, 0.06)},
+                              "ibp-bnn": {"robust": (0.8, 0.2, 0.0), **ece(0.02, 0.015, 0.03)}})
+    assert _verdict(verdicts(board), "ibp-bnn", "calibration").verdict == "holds"
+    (tmp_path / "overlap").mkdir()
+    board = _board(tmp_path / "overlap", {"baseline": {**BASELINE, **ece(0.05, 0.04, 0.06)},
+                                          "ibp-bnn": {"robust": (0.8, 0.2, 0.0), **ece(0.035, 0.025, 0.045)}})
+    assert _verdict(verdicts(board), "ibp-bnn", "calibration").verdict == "does not hold"
