@@ -81,7 +81,7 @@ def run(
     dataset: str = typer.Option("mnist", "--dataset", "-d",
                                 help="mnist, fashion-mnist, cifar10, mnist-5k, or a custom dataset.json name."),
     profile: str | None = typer.Option(None, "--profile", "-p",
-                                       help="quick, reference or standard "
+                                       help="The evaluation profile (`benchmark list` shows them) "
                                             "\\[default: standard on GPU, quick on CPU]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_dir: Path | None = typer.Option(None, "--data-dir",
