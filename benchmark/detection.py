@@ -2,12 +2,12 @@
 points the protocol already has: its worst-case adversarial points at each eps, the adaptive attack's points, the
 noisy inputs and another dataset's images.
 
-- **Detection** at each eps, per score: the AUROC for telling the adversarial points that fooled the model from
-  the clean correctly classified inputs, and "robust or detected" accuracy, where an example is safe if its point
-  is classified correctly or flagged (its score above the clean threshold of 5% false alarms,
-  :func:`benchmark.metrics.clean_threshold`). The same under the adaptive attack, which also holds the score
-  under the threshold (``benchmark.attacks.detector``): the gap says how much detection survives an adversary
-  who knows about it (Carlini & Wagner 2017; Feng et al. 2024).
+- **Detection** at each eps, per score: the AUROC for telling the adversarial points that fooled the model (of
+  examples it classifies correctly when clean) from the clean correctly classified inputs, and "robust or detected"
+  accuracy, where an example is safe if its point is classified correctly or flagged (its score above the clean
+  threshold of 5% false alarms, :func:`benchmark.metrics.clean_threshold`). The same under the adaptive attack,
+  which also holds the score under the threshold (``benchmark.attacks.detector``): the gap says how much detection
+  survives an adversary who knows about it (Carlini & Wagner 2017; Feng et al. 2024).
 - **Calibration and selective prediction under attack**: ECE, NLL and Brier of the worst-case points, and the
   risk-coverage summary (AURC, accuracy at 90, 80 and 50% coverage) on clean, noisy and attacked inputs, the
   model abstaining on its most uncertain inputs by predictive entropy, the one score every kind has.
@@ -53,22 +53,34 @@ def detection_rows(scores: tuple[str, ...], cases: list[WorstCase], arrays: Arra
             threshold = clean_threshold(clean[score], clean_correct)
             point = case.point_values(arrays, score)
             flagged = point > threshold
-            fooled = case.correct.mean(axis=0) < 0.5
+            fooled = fooled_examples(case.correct, clean_correct)
             rows += _detection(case.eps, score, clean[score][clean_correct], point[fooled],
                                case.correct | flagged)
             rows.append(metric_row(DETECTION, case.eps, score_metric(score, "threshold"), threshold))
             adaptive = arrays(condition_id(adaptive_condition(score), case.eps))
             if adaptive is None:
                 continue
-            attacked = ~np.isnan(adaptive[score]).all(axis=0)
-            adaptive_score = np.nanmean(np.where(attacked, adaptive[score], 0.0), axis=0)
-            adaptive_fooled = attacked & (adaptive["correct"].mean(axis=0) < 0.5)
+            attacked, adaptive_score = adaptive_points(adaptive, score)
+            adaptive_fooled = attacked & fooled_examples(adaptive["correct"], clean_correct)
             # the attacker's point: the adaptive one where it fooled the model, else the non-adaptive one
             either = np.where(adaptive_fooled, adaptive_score, point)
             adaptive_safe = np.where(attacked, adaptive["correct"] | (adaptive_score > threshold), True)
             rows += _detection(case.eps, f"{score}_{ADAPTIVE}", clean[score][clean_correct],
                                either[fooled | adaptive_fooled], (case.correct | flagged) & adaptive_safe)
     return rows
+
+
+def fooled_examples(correct: np.ndarray, clean_correct: np.ndarray) -> np.ndarray:
+    """The examples an attack fooled: classified correctly on the clean input (a clean error is no adversarial
+    point), wrong at their point in most of its R re-evaluations (``correct`` [R, N])."""
+    return clean_correct & (correct.mean(axis=0) < 0.5)
+
+
+def adaptive_points(adaptive: dict[str, np.ndarray], score: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which examples the adaptive attack on ``score`` attacked (the others are NaN in every evaluation), and its
+    points' score, the mean over their R re-evaluations (0 where not attacked)."""
+    attacked = ~np.isnan(adaptive[score]).all(axis=0)
+    return attacked, np.nanmean(np.where(attacked, adaptive[score], 0.0), axis=0)
 
 
 def _detection(eps: float, detector: str, clean: np.ndarray, fooled: np.ndarray, safe: np.ndarray) -> list[dict]:

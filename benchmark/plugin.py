@@ -49,6 +49,9 @@ class Task:
     num_classes: int
     n_train: int
     profile: str = "quick"
+    #: the dataset's L-inf budget (``Dataset.eps_linf``, what the harness attacks at), for recipes that train
+    #: against it (adversarial training); ``None`` where the caller does not know the dataset (a hand-made Task)
+    eps_linf: float | None = None
 
     @property
     def is_small_grayscale(self) -> bool:
@@ -124,6 +127,16 @@ class ModelPlugin:
     def before_step(self, network: nn.Module, progress: float) -> None:
         """Called before every training step with the fraction of training done, in [0, 1): for
         schedules the loss depends on (an epsilon warm-up, a KL annealing). Default: nothing."""
+
+    def training_inputs(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+        """The inputs one training step feeds the network, from the batch ``x`` (float in [0, 1], after the
+        recipe's ``noise_sigma`` noise) and its labels: for augmentations that need the network, e.g. the
+        adversarial examples of adversarial training. Called by the shared loop after :meth:`before_step`,
+        with the network in train mode; the result must have ``x``'s shape and lie in [0, 1], and is fed to
+        the network as it is (return it detached unless the step should differentiate through it). A method
+        that runs the network here must leave its buffers (batch-norm statistics) as it found them.
+        Default: ``x`` unchanged."""
+        return x
 
     def finalize(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, config: TrainConfig,
                  device: torch.device, seed: int) -> None:

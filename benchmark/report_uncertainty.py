@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import figures
+from benchmark.detection import adaptive_points, fooled_examples
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import selection_of
 from benchmark.metrics import COVERAGES, clean_threshold, coverage_metric
@@ -178,12 +179,13 @@ def _uncertainty_figures(run_dir: Path, config: dict, results: RunResults, score
         if noisy is not None and score in noisy:
             groups[f"noisy, σ = {sigma:g}"] = _per_example(noisy[score])
         if case is not None:
-            fooled = case.correct.mean(axis=0) < 0.5
+            fooled = fooled_examples(case.correct, clean_correct)
             groups[f"adversarial, ε = {eps_text(eps)}, fooled the model"] = case.point_values(arrays, score)[fooled]
             adaptive = arrays(condition_id(adaptive_condition(score), case.eps))
             if adaptive is not None and score in adaptive:
-                groups[f"adaptive adversarial, ε = {eps_text(eps)}, fooled the model"] = _adaptive_fooled(
-                    adaptive, score)
+                attacked, points = adaptive_points(adaptive, score)
+                groups[f"adaptive adversarial, ε = {eps_text(eps)}, fooled the model"] = points[
+                    attacked & fooled_examples(adaptive["correct"], clean_correct)]
         threshold = results.value(DETECTION, score_metric(score, "threshold"), eps)
         thresholds[score] = clean_threshold(clean[score], clean_correct) if missing(threshold) else threshold
         panels[score] = groups
@@ -237,11 +239,3 @@ def _noise_shown(results: RunResults, arrays) -> float | None:
 def _per_example(values: np.ndarray) -> np.ndarray:
     """A stored score as one value per example: [N] as is, [R, N] (one per judged evaluation) as its mean."""
     return values.mean(axis=0) if values.ndim == 2 else values
-
-
-def _adaptive_fooled(adaptive: dict[str, np.ndarray], score: str) -> np.ndarray:
-    """The score of the adaptive attack's points that fooled the model (an example it did not attack is NaN in
-    every evaluation), as ``benchmark.detection`` reads them."""
-    attacked = ~np.isnan(adaptive[score]).all(axis=0)
-    values = np.nanmean(np.where(attacked, adaptive[score], 0.0), axis=0)
-    return values[attacked & (adaptive["correct"].mean(axis=0) < 0.5)]

@@ -143,7 +143,8 @@ def run(request: RunRequest) -> dict:
 
     x_train, y_train = dataset.x_train[: profile.n_train], dataset.y_train[: profile.n_train]
     x_test, y_test = dataset.x_test[: profile.n_test], dataset.y_test[: profile.n_test]
-    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.recipe)
+    task = Task(dataset.name, dataset.input_shape, dataset.num_classes, len(y_train), profile.recipe,
+                eps_linf=dataset.eps_linf)
     network, train_seconds, train_key, recipe = _trained(plugin, request, task, x_train, y_train, device,
                                                          given, profile.epochs, world)
     config = {

@@ -1,4 +1,5 @@
-"""The shared training loop: every plugin trains here with its own loss and recipe."""
+"""The shared training loop: every plugin trains here with its own loss and recipe (and, through
+``ModelPlugin.training_inputs``, its own training inputs: adversarial examples)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def train(plugin: ModelPlugin, network: nn.Module, x: torch.Tensor, y: torch.Ten
                 plugin.before_step(network, (epoch * steps_per_epoch + i) / total_steps)
                 if config.noise_sigma > 0:
                     xb = (xb + config.noise_sigma * torch.randn_like(xb)).clamp(0, 1)
+                xb = plugin.training_inputs(network, xb, yb, task)
                 loss = plugin.loss(network, network(xb), yb, task)
                 if not torch.isfinite(loss):
                     raise BenchmarkError(f"training {plugin.name} diverged: loss {loss.item()} "
