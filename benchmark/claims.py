@@ -2,10 +2,10 @@
 
 ``benchmark claims`` writes a Markdown page from the leaderboard CSVs (``<dataset>.csv``, ``-eps.csv``,
 ``-noise.csv``), never from typed numbers: for each claim, the measured result of each of the method's plugins
-against its reference at every eps (or noise sigma) of the sweep, with 95% intervals, and a verdict. A claim
-*holds* where the plugin's interval lies wholly above the reference's (intervals that overlap prove nothing);
-it *holds only against weak attacks* where that is true under FGSM or PGD-20 alone but not under the worst case
-over every attack, and the page names the attack that broke it; otherwise it *does not hold*.
+against its reference at the points the claim is tested at, with 95% intervals, and a verdict by the rule of
+``benchmark.verdict``: an effect significant after Holm's correction and of at least two points *holds*; one
+that holds only under FGSM or PGD-20 *holds only against weak attacks*, and the page names the attack that broke
+it; otherwise it *does not hold*.
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from benchmark.board import board_tables, protocols, read_board, retired_notes
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import mean_interval
 from benchmark.names import CERTIFIED, ROBUST, same_eps, split_flags
-from benchmark.render import eps_text, interval_text, markdown_table, markdown_text
+from benchmark.plugin import DECISION_RULES
+from benchmark.render import eps_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
+from benchmark.verdict import MINIMUM_GAIN, Effect, Interval, cost, effect, supporting
 
 FLAGGED_HOLDS = "holds only on a flagged row"
+WEAK_HOLDS = "holds only against weak attacks"
 WEAK_ATTACKS = ("fgsm", "pgd")  # one gradient step, and PGD-20: where most robustness claims stop
 
 
@@ -42,7 +45,9 @@ class Claim:
     statement: str
     evidence: str
     reference: str = "baseline"
-    eps: float | None = None  # the eps the claim was made at; None: every eps of the sweep
+    eps: float | None = None  # the eps the claim was made at; None: the dataset's
+    sigma: float | None = None  # the noise sigma the claim was made at; None: every sigma of the sweep
+    reported: float | None = None  # the paper's own figure for the claim; None: not retrieved
     datasets: tuple[str, ...] = ()  # the datasets the claim was made on; empty: any
 
 
@@ -82,22 +87,6 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 @dataclass(frozen=True)
-class Interval:
-    """A measured accuracy and its 95% interval."""
-
-    value: float
-    low: float
-    high: float
-
-    def above(self, other: Interval) -> bool:
-        """Whether this interval lies wholly above ``other``'s: the only outcome that supports a claim."""
-        return self.low > other.high
-
-    def text(self) -> str:
-        return interval_text(self.value, self.low, self.high)
-
-
-@dataclass(frozen=True)
 class Verdict:
     """One plugin's result on one claim, on one dataset and protocol."""
 
@@ -108,6 +97,7 @@ class Verdict:
     verdict: str
     why: str
     points: pd.DataFrame  # the measured points, as text cells
+    basis: str = ""  # the decision rule, protocol and training the verdict is about
 
 
 def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame, noise_curves: pd.DataFrame,
@@ -122,16 +112,26 @@ def check(claim: Claim, model: str, rows: pd.DataFrame, eps_curves: pd.DataFrame
     elif claim.evidence == "calibration":
         verdict, why, points = _calibration(row, rows[rows.model == claim.reference].iloc[0])
     elif claim.evidence == "noise":
-        verdict, why, points = _noise(model, claim.reference, noise_curves, int(row.n_examples))
+        verdict, why, points = _noise(claim, model, noise_curves, int(row.n_examples))
     elif claim.evidence == "certified":
         verdict, why, points = _certified(claim, model, eps_curves, float(row.eps))
     else:
-        verdict, why, points = _attack(model, claim.reference, eps_curves, float(row.eps))
+        verdict, why, points = _attack(claim, model, eps_curves, float(row.eps))
+    if verdict == "holds" and claim.evidence in ("attack", "noise"):
+        reference = rows[rows.model == claim.reference].iloc[0]
+        n = int(row.n_examples)
+        lost = cost(Interval(*mean_interval([float(row.clean_acc)], n)),
+                    Interval(*mean_interval([float(reference.clean_acc)], n)))
+        if lost is not None:
+            verdict = f"holds, at a cost of {100 * lost:.1f} points clean"
+            why = f"{why}; clean accuracy {float(row.clean_acc):.3f} against {float(reference.clean_acc):.3f}"
     if verdict == "holds" and flags:  # a number that may be too high cannot settle a claim
         named = " and ".join(flags)
         number = {"attack": "robust accuracy", "uncertainty": "adversarial points"}.get(claim.evidence, "numbers")
         verdict, why = FLAGGED_HOLDS, f"{why}, but the row is flagged {named}: its {number} may be too high"
-    return Verdict(claim, model, dataset, protocol, verdict, why, points)
+    basis = (f"decision rule: {DECISION_RULES.get(str(row.predictive), 'as the plugin declares')}; protocol "
+             f"{protocol}; training: {row.training if isinstance(row.training, str) else 'not recorded'}")
+    return Verdict(claim, model, dataset, protocol, verdict, why, points, basis)
 
 
 def _curve(eps_curves: pd.DataFrame, model: str, attack: str) -> dict[float, Interval]:
@@ -152,50 +152,60 @@ def _strongest(eps_curves: pd.DataFrame, model: str, eps: float) -> str:
     return str(part.sort_values("accuracy").attack.iloc[0]) if not part.empty else "unknown"
 
 
-def _attack(model: str, reference: str, eps_curves: pd.DataFrame,
+def _attack(claim: Claim, model: str, eps_curves: pd.DataFrame,
             dataset_eps: float) -> tuple[str, str, pd.DataFrame]:
-    def text(eps: float) -> str:
-        return eps_text(eps, dataset_eps)
-
+    """Robust accuracy against the reference's at the claim's eps, else the dataset's (the worst case over every
+    attack); where that does not hold, the same under FGSM and PGD-20 alone."""
+    reference = claim.reference
     mine, theirs = _curve(eps_curves, model, ROBUST), _curve(eps_curves, reference, ROBUST)
-    cells, holds, weak_holds = [], [], []
-    for eps in sorted(set(mine) & set(theirs)):
+    points = [e for e in mine if same_eps(e, claim.eps if claim.eps is not None else dataset_eps) and e in theirs]
+    if not points:
+        return "untested", f"{model} and {reference} were not both measured at the claim's eps", pd.DataFrame()
+    effects, weak_effects, cells = [], [], []
+    for eps in points:
+        at = f"eps {eps_text(eps, dataset_eps)}"
+        effects.append(effect(mine[eps], theirs[eps], at))
         weak_mine, weak_theirs = _weakest(eps_curves, model, eps), _weakest(eps_curves, reference, eps)
-        if mine[eps].above(theirs[eps]):
-            holds.append(eps)
-        elif weak_mine and weak_theirs and weak_mine[1].above(weak_theirs[1]):
-            weak_holds.append(eps)
-        cells.append([f"eps {text(eps)}", mine[eps].text(), theirs[eps].text(),
+        if weak_mine and weak_theirs:
+            weak_effects.append(effect(weak_mine[1], weak_theirs[1], at))
+        cells.append([at, mine[eps].text(), theirs[eps].text(), effects[-1].text(),
                       f"{weak_mine[0]}: {weak_mine[1].text()}" if weak_mine else "",
                       f"{weak_theirs[0]}: {weak_theirs[1].text()}" if weak_theirs else ""])
-    points = pd.DataFrame(cells, columns=["at", f"{model}, worst case", f"{reference}, worst case",
-                                          f"{model}, weak attacks", f"{reference}, weak attacks"])
-    if not cells:
-        return "untested", f"no eps at which both {model} and {reference} were measured", points
-    if holds:
-        return "holds", f"above {reference} at eps {', '.join(text(e) for e in holds)}", points
-    if weak_holds:
-        broke = "; ".join(f"{_strongest(eps_curves, model, e)} at eps {text(e)}" for e in weak_holds)
-        return ("holds only against weak attacks",
-                f"above {reference} under FGSM and PGD-20 alone, not under the worst case; broken by {broke}", points)
-    return "does not hold", f"never above {reference} at any eps of the sweep", points
+    table = pd.DataFrame(cells, columns=["at", f"{model}, worst case", f"{reference}, worst case", "effect",
+                                         f"{model}, weak attacks", f"{reference}, weak attacks"])
+    if held := supporting(effects):
+        return "holds", f"above {reference} by {_effects_text(held)}", table
+    if held := supporting(weak_effects):
+        broke = "; ".join(f"{_strongest(eps_curves, model, e)} at eps {eps_text(e, dataset_eps)}" for e in points)
+        return (WEAK_HOLDS, f"above {reference} under FGSM and PGD-20 alone ({_effects_text(held)}), not under the "
+                f"worst case; broken by {broke}", table)
+    return "does not hold", f"not above {reference} by a significant {MINIMUM_GAIN:.0%}: {_effects_text(effects)}", \
+        table
 
 
-def _noise(model: str, reference: str, noise_curves: pd.DataFrame, n: int) -> tuple[str, str, pd.DataFrame]:
+def _effects_text(effects: list[Effect]) -> str:
+    return "; ".join(f"{e.text()} at {e.at}" for e in effects)
+
+
+def _noise(claim: Claim, model: str, noise_curves: pd.DataFrame, n: int) -> tuple[str, str, pd.DataFrame]:
+    """Accuracy under Gaussian noise against the reference's at the claim's sigma, else at every sigma of the sweep
+    (Holm-corrected together)."""
     def curve(name: str) -> dict[float, Interval]:
         part = noise_curves[(noise_curves.model == name) & (noise_curves.sigma > 0)]
         return {float(r.sigma): Interval(*mean_interval([r.accuracy], n)) for r in part.itertuples()}
 
-    mine, theirs = curve(model), curve(reference)
-    sigmas = sorted(set(mine) & set(theirs))
-    points = pd.DataFrame([[f"sigma {s:g}", mine[s].text(), theirs[s].text()] for s in sigmas],
-                          columns=["at", f"{model}, accuracy", f"{reference}, accuracy"])
-    holds = [s for s in sigmas if mine[s].above(theirs[s])]
+    mine, theirs = curve(model), curve(claim.reference)
+    sigmas = [s for s in sorted(set(mine) & set(theirs)) if claim.sigma is None or same_eps(s, claim.sigma)]
+    effects = [effect(mine[s], theirs[s], f"sigma {s:g}") for s in sigmas]
+    points = pd.DataFrame([[e.at, mine[s].text(), theirs[s].text(), e.text()] for s, e in zip(sigmas, effects,
+                                                                                              strict=True)],
+                          columns=["at", f"{model}, accuracy", f"{claim.reference}, accuracy", "effect"])
     if not sigmas:
-        return "untested", f"no noise sigma at which both {model} and {reference} were measured", points
-    if holds:
-        return "holds", f"above {reference} at sigma {', '.join(f'{s:g}' for s in holds)}", points
-    return "does not hold", f"never above {reference} at any sigma of the sweep", points
+        return "untested", f"no noise sigma at which both {model} and {claim.reference} were measured", points
+    if held := supporting(effects):
+        return "holds", f"above {claim.reference} by {_effects_text(held)} (Holm over {len(effects)} sigmas)", points
+    return "does not hold", f"not above {claim.reference} by a significant {MINIMUM_GAIN:.0%} at any sigma " \
+        f"(Holm over {len(effects)})", points
 
 
 #: what a detector does by chance: an AUROC whose interval does not lie above it shows no detection
@@ -246,18 +256,25 @@ def _calibration(row: pd.Series, reference: pd.Series) -> tuple[str, str, pd.Dat
 
 def _certified(claim: Claim, model: str, eps_curves: pd.DataFrame,
                dataset_eps: float) -> tuple[str, str, pd.DataFrame]:
-    certified, attacked = _curve(eps_curves, model, CERTIFIED), _curve(eps_curves, claim.reference, ROBUST)
-    at = next((e for e in certified if claim.eps is None or same_eps(e, claim.eps)), None)
-    if at is None or at not in attacked:
-        return ("untested", f"no certified accuracy of {model} at eps {claim.eps:g} beside {claim.reference}'s robust "
-                "accuracy (run at that eps, e.g. a sweep that contains it)", pd.DataFrame())
-    points = pd.DataFrame([[f"eps {eps_text(at, dataset_eps)}", certified[at].text(), attacked[at].text()]],
-                          columns=["at", f"{model}, certified (lower bound)",
-                                   f"{claim.reference}, robust (upper bound)"])
-    if certified[at].above(attacked[at]):
-        return ("holds", f"provably more robust than {claim.reference}'s attacked accuracy at eps "
-                f"{eps_text(at, dataset_eps)}", points)
-    return "does not hold", f"certified accuracy not above {claim.reference}'s attacked accuracy", points
+    """The certified accuracy at the claim's eps against the paper's figure and against the reference's: its
+    certified accuracy where it has one (the same model trained without certification), else its attacked accuracy
+    (an upper bound, so a certified accuracy above it is provably more robust)."""
+    certified = _curve(eps_curves, model, CERTIFIED)
+    reference = _curve(eps_curves, claim.reference, CERTIFIED) or _curve(eps_curves, claim.reference, ROBUST)
+    kind = "certified" if _curve(eps_curves, claim.reference, CERTIFIED) else "robust (upper bound)"
+    at = next((e for e in certified if same_eps(e, claim.eps)), None)
+    if at is None or at not in reference:
+        return ("untested", f"no certified accuracy of {model} at eps {claim.eps:g} beside {claim.reference}'s (run "
+                "at that eps, e.g. a sweep that contains it)", pd.DataFrame())
+    found = effect(certified[at], reference[at], f"eps {eps_text(at, dataset_eps)}")
+    paper = "not retrieved" if claim.reported is None else f"{claim.reported:.3f}"
+    points = pd.DataFrame([[found.at, certified[at].text(), paper, reference[at].text(), found.text()]],
+                          columns=["at", f"{model}, certified (lower bound)", "the paper's figure",
+                                   f"{claim.reference}, {kind}", "effect"])
+    if supporting([found]):
+        return "holds", f"certified above {claim.reference}'s {kind} accuracy by {found.text()}", points
+    return "does not hold", f"certified accuracy not above {claim.reference}'s {kind} accuracy by a significant " \
+        f"{MINIMUM_GAIN:.0%}: {found.text()}", points
 
 
 def verdicts(board_dir: Path) -> list[Verdict]:
@@ -285,15 +302,20 @@ def claims_markdown(found: list[Verdict]) -> str:
                              "beside its reference (run `benchmark run --model all`)")
     lines = ["# Published claims, checked", "",
              markdown_text("Generated by `benchmark claims` from the leaderboard CSVs; do not edit by hand. A claim "
-                           "holds where the plugin's 95% interval lies wholly above its reference's (the baseline, "
-                           "or the conventionally trained spiking net for the noise-injected one); it holds only "
-                           "against weak attacks where that is true under FGSM or PGD-20 alone but not under the "
-                           "worst case over every attack, and the attack that broke it is named; otherwise it does "
-                           "not hold. A claim that would hold on a row with a gradient-masking flag holds only on a "
-                           "flagged row: unsettled, since that robust accuracy may be too high. A certified claim "
-                           "compares the certified accuracy (a sound lower bound) with "
-                           "the reference's attacked accuracy (an upper bound). Quick-profile rows rest on 500 test "
-                           "images and short training: read their verdicts as such."), ""]
+                           "is tested only where its paper makes it (its eps or sigma), else at the dataset's eps, or "
+                           "over the noise sweep with Holm's correction. At each point the effect is the plugin's "
+                           "accuracy less its reference's (the paper's comparison model where the board has it), "
+                           "with a 95% interval. A claim holds where the effect is significant after the correction "
+                           f"and at least {MINIMUM_GAIN:.0%}; a gain bought with a significant clean loss of as much "
+                           "says so ('holds, at a cost of N points clean'). It holds only against weak attacks where "
+                           "that is true under FGSM or PGD-20 alone but not under the worst case over every attack, "
+                           "and the attack that broke it is named; otherwise it does not hold. A claim that would "
+                           "hold on a row with a gradient-masking flag holds only on a flagged row: unsettled, since "
+                           "that number may be too high. A certified claim compares the certified accuracy (a sound "
+                           "lower bound) with the reference's certified accuracy, or its attacked accuracy (an upper "
+                           "bound). An uncertainty claim needs the detection AUROC's interval above chance, under "
+                           "the protocol's attacks and under the adaptive attack on the detector. Every verdict "
+                           "names the decision rule, protocol and training it is about."), ""]
     lines[2:2] = [f"> **{markdown_text(note)}**\n" for note in retired_notes(v.protocol for v in found)]
     summary = pd.DataFrame([[v.claim.method, v.model, v.claim.statement, v.dataset, v.protocol, v.verdict, v.why]
                             for v in found],
@@ -302,7 +324,7 @@ def claims_markdown(found: list[Verdict]) -> str:
     for v in found:
         lines += [f"## {markdown_text(v.claim.method)} ({markdown_text(v.model)}) on {markdown_text(v.dataset)}: "
                   f"{markdown_text(v.claim.statement)}", "",
-                  markdown_text(f"Source: {v.claim.source}. Protocol: {v.protocol}. Verdict: {v.verdict}; {v.why}."),
+                  markdown_text(f"Source: {v.claim.source}. Verdict: {v.verdict}; {v.why}. About the {v.basis}."),
                   ""]
         if not v.points.empty:
             lines += [markdown_table(v.points), ""]

@@ -36,6 +36,16 @@ from torch import nn
 
 PredictiveKind = Literal["deterministic", "stochastic", "moments", "ensemble"]
 PREDICTIVE_KINDS: tuple[str, ...] = get_args(PredictiveKind)
+#: the decision rule the harness deploys, scores and attacks for each kind, in words (reports and claims)
+DECISION_RULES = {
+    "deterministic": "argmax of the logits (one forward pass)",
+    "stochastic": "argmax of the mean softmax over S draws; attack losses are the cross-entropy of the log of the "
+                  "mean softmax over K draws (log-mean-exp of log-softmax), every draw batched into one pass",
+    "moments": "argmax of E[softmax(z)], z ~ N(mean, diag var) of the propagated logits (not the papers' "
+               "softmax(mean)); attacks follow its cross-entropy and, where the plugin has one, separately its own "
+               "likelihood",
+    "ensemble": "argmax of the members' mean softmax; attacks follow the cross-entropy of that mean",
+}
 #: the key of ``ModelPlugin.gradient_variants`` for the forward's true derivative (measured, not attacked through)
 EXACT_GRADIENT = "exact"
 

@@ -18,6 +18,7 @@ from benchmark.names import (
     ROBUST,
     same_eps,
 )
+from benchmark.plugin import DECISION_RULES
 from benchmark.render import (
     Block,
     Bullets,
@@ -36,14 +37,6 @@ from benchmark.report_uncertainty import UNCERTAINTY_FIGURES, uncertainty_sectio
 from benchmark.results import RunResults
 from benchmark.store import RunStore
 
-RULES = {
-    "deterministic": "argmax of the logits (one forward pass)",
-    "stochastic": "argmax of the mean softmax over S draws; attack losses are the cross-entropy of the log of the "
-                  "mean softmax over K draws (log-mean-exp of log-softmax), every draw batched into one pass",
-    "moments": "argmax of the predictive mean of the logits; attacks follow the cross-entropy of the mean and, "
-               "where the plugin has one, separately its own likelihood",
-    "ensemble": "argmax of the members' mean softmax; attacks follow the cross-entropy of that mean",
-}
 NOISE_COLUMNS = {"accuracy": "accuracy", "ece": "ECE", "nll": "NLL", "brier": "Brier", "entropy": "entropy",
                  "auroc": "AUROC"}
 
@@ -184,7 +177,7 @@ def _how_attacked(config: dict, results: RunResults, failures: dict[str, str]) -
     gradients = ("surrogate gradients through the non-differentiable forward (BPDA), as the plugin declares"
                  if config.get("gradients") == "surrogate" else "exact autograd")
     blocks: list[Block] = [Heading("How this model was attacked"), Paragraph(
-        f"Decision rule attacked ({kind}): {RULES.get(kind, 'as declared by the plugin')}. "
+        f"Decision rule attacked ({kind}): {DECISION_RULES.get(kind, 'as declared by the plugin')}. "
         f"S = {config.get('samples')}, K = {config.get('eot')}, R = {config.get('reevals')}. "
         f"Input gradients: {gradients}. "
         "No attack changes the model's train/eval mode or switches its randomness off.")]
