@@ -10,11 +10,19 @@ from benchmark.errors import BenchmarkError
 EPS = (0.1, 0.2, 0.3)
 
 
-def _board(tmp_path, models: dict[str, dict], n: int = 500, dataset: str = "mnist", protocol: str = "quick"):
+#: the papers' comparison models, which a board built from a baseline also gets, as copies of it
+COMPARISONS = ("endp-twin", "vdp-twin", "baseline-noise", "ibp-bnn-plain")
+
+
+def _board(tmp_path, models: dict[str, dict], n: int = 500, dataset: str = "mnist", protocol: str = "quick",
+           comparisons: bool = True):
     """Leaderboard CSVs of ``dataset`` for ``models``: name -> {attack: accuracies at EPS}, plus 'noise' (accuracy
-    per sigma), 'certified', 'flags' and 'row' (further columns of the model's row)."""
+    per sigma), 'certified', 'flags' and 'row' (further columns of the model's row). With ``comparisons``, every
+    claim's comparison model not given is the baseline's copy."""
     board = tmp_path / "leaderboards"
     board.mkdir()
+    if comparisons and "baseline" in models:
+        models = {**{name: models["baseline"] for name in COMPARISONS}, **models}
     rows, eps_rows, noise_rows = [], [], []
     for model, spec in models.items():
         rows.append({"model": model, "dataset": dataset, "protocol": protocol, "n_examples": n, "eps": 0.3,
@@ -214,3 +222,11 @@ def test_a_calibration_claim_needs_the_ece_interval_below_the_references(tmp_pat
     board = _board(tmp_path / "overlap", {"baseline": {**BASELINE, **ece(0.05, 0.04, 0.06)},
                                           "ibp-bnn": {"robust": (0.8, 0.2, 0.0), **ece(0.035, 0.025, 0.045)}})
     assert _verdict(verdicts(board), "ibp-bnn", "calibration").verdict == "does not hold"
+
+
+def test_a_plugin_without_its_papers_comparison_is_untested_and_says_which(tmp_path):
+    """KAP was compared with a baseline trained without its noise; the paper's ablation is the same net trained
+    with it. Without that row there is no verdict, only the reason."""
+    board = _board(tmp_path, {"baseline": BASELINE, "kap": ROBUST}, comparisons=False)
+    found = _verdict(verdicts(board), "kap")
+    assert found.verdict == "untested" and "baseline-noise" in found.why
