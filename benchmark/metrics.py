@@ -185,7 +185,8 @@ def coverage_metric(coverage: float) -> str:
 def risk_coverage(uncertainty: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The risk-coverage curve of a classifier that abstains on its most uncertain inputs (Geifman & El-Yaniv
     2017): for k = 1..n, the coverage k/n and the error rate on the k least uncertain inputs. ``correct`` may be a
-    fraction per input (the share of re-evaluations a random model got right). Ties keep the inputs' order."""
+    fraction per input (the share of re-evaluations a random model got right). Ties keep the inputs' order.
+    Hand-written: torchmetrics (1.9) has no risk-coverage metric."""
     order = np.argsort(np.asarray(uncertainty, dtype=float), kind="stable")
     errors = np.cumsum(1.0 - np.asarray(correct, dtype=float)[order])
     kept = np.arange(1, len(order) + 1)
@@ -213,7 +214,8 @@ def clean_threshold(scores: np.ndarray, correct: np.ndarray, false_alarms: float
 def ece_interval(probs: Tensor, y: Tensor, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """The 95% percentile bootstrap interval of the ECE (:func:`classification_metrics`' binning), the examples
     resampled with replacement: ECE = sum over bins of |sum_i (correct_i - confidence_i)| / n, so a resample is a
-    vector of counts per example and every resample is one matrix product."""
+    vector of counts per example and every resample is one matrix product (torchmetrics' BootStrapper would
+    recompute the binned metric once per resample)."""
     confidence, correct = _top_label(probs, y)
     boundaries = torch.linspace(0, 1, N_BINS + 1, dtype=confidence.dtype)
     index = (torch.bucketize(confidence, boundaries, right=True) - 1).clamp(0, N_BINS - 1).numpy()
