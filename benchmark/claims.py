@@ -17,10 +17,12 @@ import pandas as pd
 
 from benchmark import diagnostics
 from benchmark.board import board_tables, protocols, read_board, retired_notes
+from benchmark.claim import Claim
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import mean_interval
 from benchmark.names import CERTIFIED, ROBUST, same_eps, split_flags
 from benchmark.plugin import DECISION_RULES
+from benchmark.registry import registered_claims
 from benchmark.render import eps_text, markdown_table, markdown_text
 from benchmark.store import atomic_write_text
 from benchmark.verdict import MINIMUM_GAIN, Effect, Interval, cost, effect, supporting
@@ -28,68 +30,6 @@ from benchmark.verdict import MINIMUM_GAIN, Effect, Interval, cost, effect, supp
 FLAGGED_HOLDS = "holds only on a flagged row"
 WEAK_HOLDS = "holds only against weak attacks"
 WEAK_ATTACKS = ("fgsm", "pgd")  # one gradient step, and PGD-20: where most robustness claims stop
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A published claim about a method, the plugins that implement it and the evidence that tests it:
-    ``attack`` (robust accuracy against eps), ``noise`` (accuracy against Gaussian sigma), ``certified``
-    (the certified accuracy, a sound lower bound, against the reference's attack-based upper bound),
-    ``uncertainty`` (the detection AUROC of the model's uncertainty on the points that fooled it, under the
-    protocol's attacks and under the adaptive attack on the detector) or ``calibration`` (the clean ECE against the
-    reference's)."""
-
-    method: str
-    models: tuple[str, ...]
-    source: str
-    statement: str
-    evidence: str
-    reference: str = "baseline"
-    eps: float | None = None  # the eps the claim was made at; None: the dataset's
-    sigma: float | None = None  # the noise sigma the claim was made at; None: every sigma of the sweep
-    reported: float | None = None  # the paper's own figure for the claim; None: not retrieved
-    datasets: tuple[str, ...] = ()  # the datasets the claim was made on; empty: any
-
-
-_BAYES = "not a claim of the method's paper: the common belief that a Bayesian or ensemble predictive resists attacks"
-_DETECTS = ("not a claim of the method's paper: the common belief, tested by Feng et al. 2024 (\"Attacking Bayes\"), "
-            "that a Bayesian or ensemble predictive's epistemic uncertainty detects adversarial inputs")
-CLAIMS: tuple[Claim, ...] = (
-    Claim("EnDP", ("endp",), "Carannante et al. 2020", "robust to random noise", "noise", reference="endp-twin"),
-    Claim("EnDP", ("endp",), "Carannante et al. 2020", "robust to adversarial attacks", "attack",
-          reference="endp-twin"),
-    Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al. 2021", "robust to random noise", "noise",
-          reference="vdp-twin"),
-    Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al. 2021", "robust to adversarial attacks", "attack",
-          reference="vdp-twin"),
-    # KAP's gain over a plain net may come from its Gaussian-noise training alone, which its ablation separates
-    Claim("KAP", ("kap", "kap-2d"), "Bashivan et al. 2023", "robust to random noise", "noise",
-          reference="baseline-noise"),
-    Claim("KAP", ("kap", "kap-2d"), "Bashivan et al. 2023", "robust to adversarial attacks", "attack",
-          reference="baseline-noise"),
-    Claim("Noise-injected spiking net", ("snn-noise",), "arXiv 2302.10802",
-          "better adversarial robustness than the same spiking net trained conventionally", "attack", reference="snn"),
-    Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al. 2021", "certified robustness on MNIST at eps = 0.1",
-          "certified", reference="ibp-bnn-plain", eps=0.1, datasets=("mnist",)),
-    Claim("MC dropout", ("mc-dropout",), _BAYES, "more robust under attack than a point estimate", "attack"),
-    Claim("Deep ensemble", ("ensemble",), _BAYES, "more robust under attack than one network", "attack"),
-    Claim("SWAG", ("swag",), _BAYES, "more robust under attack than a point estimate", "attack"),
-    Claim("Laplace", ("laplace",), _BAYES, "more robust under attack than a point estimate", "attack"),
-    Claim("Mean-field VI", ("bbb",), _BAYES, "more robust under attack than a point estimate", "attack"),
-    Claim("Variational dropout", ("vd",), _BAYES, "more robust under attack than a point estimate", "attack"),
-    Claim("First-layer BNN", ("stf-bnn",), "Lei et al. 2021", "more robust under attack than a deterministic net",
-          "attack"),
-    Claim("EnDP", ("endp",), "Carannante et al. 2020", "its predictive variance rises on adversarial inputs, so the "
-          "model signals when it is fooled", "uncertainty"),
-    Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al. 2021", "its predictive variance rises on adversarial inputs, "
-          "so the model signals when it is fooled", "uncertainty"),
-    *(Claim(method, (model,), _DETECTS, "its epistemic uncertainty flags the adversarial inputs that fool it",
-            "uncertainty")
-      for method, model in (("MC dropout", "mc-dropout"), ("Deep ensemble", "ensemble"), ("Mean-field VI", "bbb"),
-                            ("Variational dropout", "vd"), ("SWAG", "swag"), ("Laplace", "laplace"))),
-    Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al. 2021", "better calibrated than a network trained without "
-          "its robust Bayesian likelihood", "calibration", reference="ibp-bnn-plain", datasets=("mnist",)),
-)
 
 
 @dataclass(frozen=True)
@@ -289,9 +229,7 @@ def verdicts(board_dir: Path) -> list[Verdict]:
     found = []
     for dataset, path in board_tables(board_dir).items():
         frame, eps_curves, noise_curves = read_board(path)
-        for claim in CLAIMS:
-            if claim.datasets and dataset not in claim.datasets:
-                continue
+        for claim in registered_claims():
             for model in claim.models:
                 for protocol, rows in protocols(frame):
                     if {model, claim.reference} <= set(rows.model):
@@ -305,37 +243,76 @@ def verdicts(board_dir: Path) -> list[Verdict]:
     return found
 
 
+def headline(v: Verdict) -> tuple[str, str]:
+    """A verdict's figures for the page's opening table: ours under the paper's kind of attack (FGSM or PGD-20; for
+    an uncertainty claim, the protocol's attacks) and ours under the full protocol (the worst case; the adaptive
+    attack)."""
+    if v.points.empty or v.verdict == "untested":
+        return "", ""
+    first = v.points.iloc[0]
+    if v.claim.evidence == "attack":
+        return str(first.iloc[4]), str(first.iloc[1])
+    if v.claim.evidence == "uncertainty":
+        return f"AUROC {first.iloc[2]}", f"AUROC {first.iloc[3]} (adaptive)"
+    if v.claim.evidence == "noise":
+        return "", "; ".join(f"{row.iloc[0]}: {row.iloc[1]}" for _, row in v.points.iterrows())
+    return "", str(first.iloc[1] if v.claim.evidence == "certified" else first.iloc[0])
+
+
+def _opening(found: list[Verdict]) -> pd.DataFrame:
+    rows = []
+    for v in found:
+        paper_attack, protocol = headline(v)
+        rows.append([v.claim.method, v.model, v.dataset, v.claim.statement, v.claim.paper_figure, paper_attack,
+                     protocol, v.verdict])
+    return pd.DataFrame(rows, columns=["method", "plugin", "dataset", "claim", "the paper's figure",
+                                       "ours, the paper's kind of attack", "ours, full protocol", "verdict"])
+
+
 def claims_markdown(found: list[Verdict]) -> str:
-    """The claims page: a summary table, then each verdict with the points it rests on."""
+    """The claims page: what the rows are, one line per verdict in the papers' settings, the same beyond them, then
+    each verdict in detail with the paper's words and setting and the points it rests on."""
     if not found:
         raise BenchmarkError("no claim could be checked: the leaderboards hold no protocol with a claim's plugin "
                              "beside its reference (run `benchmark run --model all`)")
+    protocols_used = sorted({v.protocol for v in found})
+    trainings = sorted({v.basis.rsplit("training: ", 1)[-1] for v in found if "training: " in v.basis})
     lines = ["# Published claims, checked", "",
-             markdown_text("Generated by `benchmark claims` from the leaderboard CSVs; do not edit by hand. A claim "
-                           "is tested only where its paper makes it (its eps or sigma), else at the dataset's eps, or "
-                           "over the noise sweep with Holm's correction. At each point the effect is the plugin's "
-                           "accuracy less its reference's (the paper's comparison model where the board has it), "
-                           "with a 95% interval. A claim holds where the effect is significant after the correction "
-                           f"and at least {MINIMUM_GAIN:.0%}; a gain bought with a significant clean loss of as much "
-                           "says so ('holds, at a cost of N points clean'). It holds only against weak attacks where "
-                           "that is true under FGSM or PGD-20 alone but not under the worst case over every attack, "
-                           "and the attack that broke it is named; otherwise it does not hold. A claim that would "
-                           "hold on a row with a gradient-masking flag holds only on a flagged row: unsettled, since "
-                           "that number may be too high. A certified claim compares the certified accuracy (a sound "
-                           "lower bound) with the reference's certified accuracy, or its attacked accuracy (an upper "
-                           "bound). An uncertainty claim needs the detection AUROC's interval above chance, under "
-                           "the protocol's attacks and under the adaptive attack on the detector. Every verdict "
-                           "names the decision rule, protocol and training it is about."), ""]
+             markdown_text(f"Generated by `benchmark claims` from the leaderboard CSVs; do not edit by hand. The rows "
+                           f"come from the protocol(s) {', '.join(protocols_used)} and the training recipe(s) "
+                           f"{', '.join(trainings)} (the short recipes, not the papers'). `cifar10-jpeg` is CIFAR-10 "
+                           "decoded from a lossy JPEG copy, not CIFAR-10: its verdicts are kept beyond the papers' "
+                           "settings."), "",
+             markdown_text("A claim is tested only where its paper makes it (its eps or sigma), else at the dataset's "
+                           "eps, or over the noise sweep with Holm's correction. At each point the effect is the "
+                           "plugin's accuracy less its reference's (the paper's comparison model), with a 95% "
+                           "interval. "
+                           "A claim holds where the effect is significant after the correction and at least "
+                           f"{MINIMUM_GAIN:.0%}; a gain bought with a significant clean loss of as much says so "
+                           "('holds, at a cost of N points clean'). It holds only against weak attacks where that is "
+                           "true under "
+                           "FGSM or PGD-20 alone but not under the worst case over every attack; otherwise it does not "
+                           "hold. On a row with a gradient-masking flag it holds only on a flagged row. A certified "
+                           "claim compares the certified accuracy with the reference's certified accuracy, or its "
+                           "attacked accuracy (an upper bound). An uncertainty claim needs the detection AUROC's "
+                           "interval above chance, under the protocol's attacks and under the adaptive attack on the "
+                           "detector. Every verdict below names the decision rule, protocol and training it is about."),
+             ""]
     lines[2:2] = [f"> **{markdown_text(note)}**\n" for note in retired_notes(v.protocol for v in found)]
-    summary = pd.DataFrame([[v.claim.method, v.model, v.claim.statement, v.dataset, v.protocol, v.verdict, v.why]
-                            for v in found],
-                           columns=["method", "plugin", "claim", "dataset", "protocol", "verdict", "why"])
-    lines += [markdown_table(summary), ""]
-    for v in found:
-        lines += [f"## {markdown_text(v.claim.method)} ({markdown_text(v.model)}) on {markdown_text(v.dataset)}: "
-                  f"{markdown_text(v.claim.statement)}", "",
-                  markdown_text(f"Source: {v.claim.source}. Verdict: {v.verdict}; {v.why}. About the {v.basis}."),
-                  ""]
+    paper = [v for v in found if v.claim.in_paper_setting(v.dataset)]
+    beyond = [v for v in found if not v.claim.in_paper_setting(v.dataset)]
+    for title, part in (("In the papers' settings", paper), ("Beyond the papers' settings", beyond)):
+        if part:
+            lines += [f"## {title}", "", markdown_table(_opening(part)), ""]
+    lines += ["## Each verdict", ""]
+    for v in paper + beyond:
+        c = v.claim
+        lines += [f"### {markdown_text(c.method)} ({markdown_text(v.model)}) on {markdown_text(v.dataset)}: "
+                  f"{markdown_text(c.statement)}", "",
+                  markdown_text(f"Source: {c.source}. In its words: \"{c.words}\". Its datasets: "
+                                f"{', '.join(c.datasets) or 'any'}; threat: {c.threat}; its attack: {c.paper_attack}; "
+                                f"its figure: {c.paper_figure}; its comparison: {c.comparison}, here `{c.reference}`."),
+                  "", markdown_text(f"Verdict: {v.verdict}; {v.why}. About the {v.basis}."), ""]
         if not v.points.empty:
             lines += [markdown_table(v.points), ""]
     return "\n".join(lines)

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.claim import Claim
+
 PredictiveKind = Literal["deterministic", "stochastic", "moments", "ensemble"]
 PREDICTIVE_KINDS: tuple[str, ...] = get_args(PredictiveKind)
 #: the decision rule the harness deploys, scores and attacks for each kind, in words (reports and claims)
@@ -111,6 +113,8 @@ class ModelPlugin:
     gradients: ClassVar[Literal["exact", "surrogate"]] = "exact"
     #: the network comes with published weights (:meth:`load_weights`) and is never trained here
     pretrained: ClassVar[bool] = False
+    #: the published claims about this plugin's method (``benchmark.claim``), checked by ``benchmark claims``
+    claims: ClassVar[tuple[Claim, ...]] = ()
 
     def build(self, task: Task) -> nn.Module:
         raise NotImplementedError(f"plugin {self.name!r} must implement build(task)")

@@ -76,6 +76,15 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def registered_claims() -> list:
+    """Every registered plugin's published claims (``ModelPlugin.claims``), each once (a plugin that inherits its
+    parent's claims names both in the claim's ``models``), in the order of the plugins' names."""
+    found = []
+    for name in list_models():
+        found += [claim for claim in _REGISTRY[name].claims if claim not in found]
+    return found
+
+
 def get_plugin_class(name: str) -> type[ModelPlugin]:
     """The plugin class registered as ``name``; an unknown name is refused with the closest matches."""
     _discover()

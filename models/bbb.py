@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from benchmark.claim import bayesian_claims
 from benchmark.layers.cnn import make_cnn
 from benchmark.layers.variational import elbo_loss, mean_field, posterior_mean, swap_layers
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
@@ -55,6 +56,7 @@ class BayesByBackprop(ModelPlugin):
     predictive = "stochastic"
     input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Bayes by Backprop: mean-field Gaussian weights in every layer, local reparameterization, ELBO"
+    claims = bayesian_claims("Mean-field VI", "bbb", "a point estimate")
 
     def build(self, task: Task) -> nn.Module:
         return swap_layers(make_cnn(task), lambda m: mean_field(m, prior_std=PRIOR_STD, rho_init=RHO_INIT))

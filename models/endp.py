@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.claim import Claim
 from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
@@ -96,6 +97,11 @@ def _small_net(num_classes: int, n_samples: int) -> nn.Sequential:
     )
 
 
+#: the abstract's words (the body of the paper could not be read: every figure is "not retrieved")
+ENDP_WORDS = ("Our experiments using MNIST and CIFAR-10 datasets show a significant improvement in the robustness of "
+              "the trained models to random noise and adversarial attacks.")
+
+
 @register_model("endp")
 class EnDP(ModelPlugin):
     """EnDP (Carannante et al. 2020, arXiv 2111.05953): Gaussian weights, sampled moments at the ELUs.
@@ -109,6 +115,19 @@ class EnDP(ModelPlugin):
     predictive = "moments"
     shapes_reason = "the paper's MNIST net and its CIFAR-10 net, whose moment layers are sized for these inputs"
     summary = "Ensemble Density Propagation: Gaussian weights, sampled moments at nonlinearities"
+    claims = (
+        Claim("EnDP", ("endp",), "Carannante et al., MLSP 2020", "robust to random noise", "noise",
+              reference="endp-twin", datasets=("mnist", "cifar10"), words=ENDP_WORDS,
+              threat="Gaussian noise; sigma not retrieved", comparison="a deterministic CNN of the same architecture"),
+        Claim("EnDP", ("endp",), "Carannante et al., MLSP 2020", "robust to adversarial attacks", "attack",
+              reference="endp-twin", datasets=("mnist", "cifar10"), words=ENDP_WORDS,
+              paper_attack="one universal targeted perturbation (the authors' CIFAR-10 code)",
+              comparison="a deterministic CNN of the same architecture"),
+        Claim("EnDP", ("endp",), "Carannante et al., MLSP 2020", "its predictive variance rises on adversarial "
+              "inputs, so the model signals when it is fooled", "uncertainty", datasets=("mnist", "cifar10"),
+              words="enabling the estimation of the mean and covariance of the predictive distribution",
+              comparison="chance (AUROC 0.5)"),
+    )
     #: KL weight per batch, as in the paper's CIFAR code (1e-6)
     tau = 1e-6
 

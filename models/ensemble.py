@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from benchmark.claim import bayesian_claims
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.baseline import cnn_recipe
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
@@ -47,6 +48,7 @@ class DeepEnsemble(ModelPlugin):
     predictive = "ensemble"
     input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Deep ensemble: 5 independently initialised baseline CNNs, mean softmax"
+    claims = bayesian_claims("Deep ensemble", "ensemble", "one network")
     members = 5
 
     def build(self, task: Task) -> nn.Module:

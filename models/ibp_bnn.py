@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.bounds import input_box, propagate, worst_case_logits
+from benchmark.claim import Claim
 from benchmark.layers.normalize import Normalize
 from benchmark.layers.variational import (
     LocalReparameterization,
@@ -136,6 +137,11 @@ def robust_nll(clean: Tensor, worst: Tensor, y: Tensor, lam: float) -> Tensor:
     return -torch.logsumexp(torch.cat(terms, -1), -1)
 
 
+#: the abstract's words
+WICKER_WORDS = ("the presented approach enables training of certifiably robust models on MNIST, FashionMNIST and "
+                "CIFAR-10 and can also be beneficial for uncertainty calibration")
+
+
 @register_model("ibp-bnn")
 class IBPBNN(ModelPlugin):
     """Certifiable BNN (Wicker et al., AISTATS 2021): BBB with the robust IBP likelihood."""
@@ -143,6 +149,16 @@ class IBPBNN(ModelPlugin):
     predictive = "stochastic"
     shapes_reason = "the paper's MNIST fully connected net and its CIFAR-10 conv net"
     summary = "mean-field BNN trained with the robust IBP likelihood; certified accuracy by IBP (Wicker et al. 2021)"
+    claims = (
+        Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al., AISTATS 2021", "certified robustness on MNIST at "
+              "eps = 0.1", "certified", reference="ibp-bnn-plain", eps=0.1, datasets=("mnist",), words=WICKER_WORDS,
+              threat="L-inf, eps 0.1", paper_attack="IBP certification; PGD", comparison="the same BNN trained "
+              "without the robust likelihood"),
+        Claim("IBP-trained BNN", ("ibp-bnn",), "Wicker et al., AISTATS 2021", "better calibrated than a network "
+              "trained without its robust Bayesian likelihood", "calibration", reference="ibp-bnn-plain",
+              datasets=("mnist", "fashion-mnist", "cifar10"), words=WICKER_WORDS,
+              comparison="the same BNN trained without the robust likelihood"),
+    )
     prior_std = 1.0
     rho_init = -9.0  # sigma = softplus(-9) = 1.2e-4 at the start: certification falls fast with a wider posterior
     warmup = 0.5  # fraction of training over which eps grows linearly from 0

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
+from benchmark.claim import bayesian_claims
 from benchmark.data import to_float
 from benchmark.layers.cnn import make_cnn
 from benchmark.models.baseline import cnn_recipe
@@ -101,6 +102,7 @@ class LaplacePlugin(ModelPlugin):
     predictive = "deterministic"
     input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "Last-layer Laplace (KFAC GGN, marginal-likelihood prior) with the probit linearised predictive"
+    claims = bayesian_claims("Laplace", "laplace", "a point estimate")
 
     def build(self, task: Task) -> nn.Module:
         return LastLayerLaplace(make_cnn(task))

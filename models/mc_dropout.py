@@ -12,6 +12,7 @@ import copy
 
 from torch import nn
 
+from benchmark.claim import bayesian_claims
 from benchmark.layers.cnn import make_cnn
 from benchmark.layers.dropout import MCDropout
 from benchmark.models.baseline import cnn_recipe
@@ -26,6 +27,7 @@ class MCDropoutPlugin(ModelPlugin):
     predictive = "stochastic"
     input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "MC dropout (always-on dropout, mean softmax over S passes)"
+    claims = bayesian_claims("MC dropout", "mc-dropout", "a point estimate")
 
     def dropout_rate(self, task: Task) -> float:
         return 0.30 if task.is_small_grayscale else 0.055

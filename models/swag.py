@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from benchmark.claim import bayesian_claims
 from benchmark.data import to_float
 from benchmark.layers.cnn import make_cnn
 from benchmark.plugin import ModelPlugin, Task, TrainConfig
@@ -180,6 +181,7 @@ class SWAG(ModelPlugin):
     predictive = "ensemble"
     input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "SWA-Gaussian: diagonal + low-rank (K=20) posterior from SGD iterates, S samples with BN recomputed"
+    claims = bayesian_claims("SWAG", "swag", "a point estimate")
     rank = 20
 
     def build(self, task: Task) -> nn.Module:

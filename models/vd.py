@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.claim import bayesian_claims
 from benchmark.layers.cnn import make_cnn
 from benchmark.layers.variational import (
     ConvGeometry,
@@ -145,6 +146,7 @@ class VariationalDropout(ModelPlugin):
     predictive = "stochastic"
     input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "variational dropout: learned per-weight Gaussian dropout rates, log-uniform prior (sparse-VD KL)"
+    claims = bayesian_claims("Variational dropout", "vd", "a point estimate")
 
     def __init__(self) -> None:
         self.kl_weight = 1.0

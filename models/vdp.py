@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.claim import Claim
 from benchmark.layers.moments import (
     GaussianConv2d,
     GaussianLinear,
@@ -86,6 +87,12 @@ def _small_net(num_classes: int, rule: str) -> nn.Sequential:
     )
 
 
+#: the abstract's words (the body of the paper could not be read: every figure is "not retrieved")
+VDP_WORDS = ("Comprehensive experiments ... demonstrate: 1) superior robustness against noise and adversarial "
+             "attacks, 2) self-assessment through predictive uncertainty that increases quickly with increasing levels "
+             "of noise or attacks")
+
+
 @register_model("vdp")
 class VDP(ModelPlugin):
     """VDP (Dera et al., IEEE TSP 2021): Gaussian weights, first-order Taylor moments at the ReLUs."""
@@ -93,6 +100,20 @@ class VDP(ModelPlugin):
     predictive = "moments"
     shapes_reason = "the paper's MNIST net and EnDP's CIFAR-10 net, whose moment layers are sized for these inputs"
     summary = "Variational density propagation: Gaussian weights, Taylor-linearised moments at nonlinearities"
+    claims = (
+        Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al., IEEE TSP 2021", "robust to random noise", "noise",
+              reference="vdp-twin", datasets=("mnist", "cifar10"), words=VDP_WORDS,
+              threat="Gaussian noise; sigma not retrieved", comparison="a deterministic CNN of the same architecture"),
+        Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al., IEEE TSP 2021", "robust to adversarial attacks",
+              "attack", reference="vdp-twin", datasets=("mnist", "cifar10"), words=VDP_WORDS,
+              paper_attack="FGSM on the Gaussian likelihood (the authors' code)",
+              comparison="a deterministic CNN of the same architecture"),
+        Claim("VDP", ("vdp", "vdp-unscented"), "Dera et al., IEEE TSP 2021", "its predictive variance rises on "
+              "adversarial inputs, so the model signals when it is fooled", "uncertainty",
+              datasets=("mnist", "cifar10"),
+              words="self-assessment through predictive uncertainty that increases quickly with increasing levels of "
+              "noise or attacks", comparison="chance (AUROC 0.5)"),
+    )
     rule = "taylor"
     #: KL weight per batch, applied to the whole KL as in EnDP (see models.endp.EnDP.loss)
     tau = 1e-6
