@@ -169,3 +169,12 @@ def test_eot_convergence_compares_each_k_with_half_of_it(tmp_path, capsys):
     out = _printed_table(capsys)
     assert [r["eot"] for r in rows] == [1, 2] and "smallest K" in out
     assert rows[0]["p_vs_half"] != rows[0]["p_vs_half"] and 0 <= rows[1]["p_vs_half"] <= 1  # NaN: nothing before
+
+
+def test_adaptive_strength_runs_both_budgets_on_the_same_flagged_points(tmp_path, capsys):
+    found = _main("adaptive_strength")(["--plugin", "baseline", "--data-dir", str(SHARED_DATASETS), "--n", "16",
+                                        "--eps", "0.3", "--steps", "3", "--scale", "2", "--epochs", "1",
+                                        "--cache", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "protocol: 3 steps x 1 restarts" in out and "2x: 6 steps x 2 restarts" in out
+    assert 0 <= found["protocol"] <= 1 and 0 <= found["2x"] <= 1 and 0 <= found["p"] <= 1
