@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from autoattack_crosscheck import trained
-from common import console, hardware
+from common import add_quick_plugin_args, console, hardware
 
 from benchmark.attacks import PGD
 from benchmark.attacks.detector import DetectorAware
@@ -41,18 +40,11 @@ def evaded(predictor, x: torch.Tensor, y: torch.Tensor, score: str, threshold: f
 def main(argv: list[str] | None = None) -> dict:
     """Run both budgets on the same flagged points, print the comparison and return it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plugin", default="baseline")
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--n", type=int, default=500, help="the first N test images")
-    parser.add_argument("--eps", type=float, default=0.2)
+    add_quick_plugin_args(parser, "baseline", 500, 0.2)
     parser.add_argument("--score", default=None, help="the uncertainty score [default: the kind's primary one]")
     parser.add_argument("--steps", type=int, default=100, help="the protocol's budget of the adaptive attack")
     parser.add_argument("--scale", type=int, default=3, help="the larger budget: this many times steps and restarts")
     parser.add_argument("--draws", type=int, default=4, help="EOT draws per step (and per judgement) for random models")
-    parser.add_argument("--cache", type=Path, default=Path("results"), help="where the quick checkpoints are cached")
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs only)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False)

@@ -268,6 +268,20 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="directory holding the data set (e.g. DATA)")
 
 
+def add_quick_plugin_args(parser: argparse.ArgumentParser, plugin: str, n: int, eps: float) -> None:
+    """The arguments of the scripts that attack a registered plugin trained with its quick recipe
+    (``autoattack_crosscheck.trained``): which plugin on which images at which eps, and where its checkpoint is
+    cached."""
+    parser.add_argument("--plugin", default=plugin)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--n", type=int, default=n, help="the first N test images")
+    parser.add_argument("--eps", type=float, default=eps)
+    parser.add_argument("--cache", type=Path, default=Path("results"), help="where the quick checkpoints are cached")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs only)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model`` and ``--checkpoint``, read by :func:`load_model`."""
     parser.add_argument("--model", default="resnet18", choices=["resnet18", "mnist-cnn", "tiny"],

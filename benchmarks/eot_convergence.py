@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from autoattack_crosscheck import trained
-from common import console, hardware
+from common import add_quick_plugin_args, console, hardware
 from rich.table import Table
 
 from benchmark.attacks import PGD
@@ -41,19 +40,12 @@ def judged(predictor, x_adv: torch.Tensor, y: torch.Tensor, samples: int, reeval
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run PGD with each K on the same points, print the table and the converged K; return its rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plugin", default="bbb")
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--n", type=int, default=200, help="the first N test images")
-    parser.add_argument("--eps", type=float, default=0.2)
+    add_quick_plugin_args(parser, "bbb", 200, 0.2)
     parser.add_argument("--eot", type=int, nargs="+", default=[4, 8, 16, 32], help="the K to compare, ascending")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--samples", type=int, default=8, help="S: draws per decision")
     parser.add_argument("--reevals", type=int, default=3, help="R: evaluations of the final points")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--cache", type=Path, default=Path("results"), help="where the quick checkpoints are cached")
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs only)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=False)
