@@ -243,7 +243,7 @@ def _trained(plugin: ModelPlugin, request: RunRequest, task: Task, x, y, device,
                        "seed": request.seed})
 
         def train_or_load() -> float:
-            if request.checkpoint is not None:
+            if given is not None:  # the plugin's given weights; its transfer surrogate (given None) is trained
                 load_state(network, given, request.checkpoint)
                 return 0.0
             return _train_or_load(plugin, network, request, task, recipe, x, y, device, key)

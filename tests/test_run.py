@@ -347,3 +347,14 @@ def test_help_shows_every_sentence_whole_and_no_raw_markup(command):
             line = next(line for line in output.splitlines() if line.split()[:2] == ["│", name])
             assert " ".join(line.split()).rstrip(" │").endswith(
                 " ".join((sub.help or "").split("\n\n")[0].split()).replace("``", "").replace("`", "")), line
+
+
+@pytest.mark.slow
+def test_given_weights_of_a_plugin_without_its_own_surrogate_train_the_baseline_surrogate(tmp_path):
+    """--checkpoint with a plugin whose transfer attack crafts on the baseline crashed: the baseline surrogate was
+    'loaded' from the given tensors that belong to the plugin (there were none on its call)."""
+    run(RunRequest(model="kap", out=tmp_path / "trained", **TINY))
+    (weights,) = (tmp_path / "trained" / "checkpoints").glob("*-kap-*.safetensors")
+    row = run(RunRequest(model="kap", out=tmp_path / "given", checkpoint=weights, **TINY))
+    assert row["training"] == "given weights" and row["train_seconds"] == 0
+    assert "transfer" in row["attacks"]  # crafted on the baseline, trained here
