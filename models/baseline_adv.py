@@ -48,9 +48,8 @@ from torch import Tensor, nn
 from benchmark.attacks.base import project
 from benchmark.data.builtin import BUILTINS
 from benchmark.errors import BenchmarkError
-from benchmark.layers.cnn import make_cnn
-from benchmark.models.baseline import cnn_recipe
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.models.baseline import Baseline, cnn_recipe
+from benchmark.plugin import Task, TrainConfig
 from benchmark.registry import register_model
 
 #: PGD steps per training batch on each profile (module docstring)
@@ -95,15 +94,10 @@ def pgd_examples(network: nn.Module, x: Tensor, y: Tensor, eps: float, steps: in
 
 
 @register_model("baseline-adv")
-class BaselineAdv(ModelPlugin):
+class BaselineAdv(Baseline):
     """The baseline CNN trained on L-inf PGD examples at the dataset's ε (Madry et al., ICLR 2018)."""
 
-    predictive = "deterministic"
-    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "baseline CNN adversarially trained with L-inf PGD at the dataset's eps (Madry et al. 2018)"
-
-    def build(self, task: Task) -> nn.Module:
-        return make_cnn(task)
 
     def train_config(self, task: Task) -> TrainConfig:
         extra = {"adversarial": "pgd-linf", "train_eps": dataset_eps(task), "pgd_steps": pgd_steps(task),

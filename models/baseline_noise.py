@@ -29,12 +29,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from torch import nn
-
-from benchmark.layers.cnn import make_cnn
-from benchmark.models.baseline import cnn_recipe
+from benchmark.models.baseline import Baseline, cnn_recipe
 from benchmark.models.kap import KAP
-from benchmark.plugin import ModelPlugin, Task, TrainConfig
+from benchmark.plugin import Task, TrainConfig
 from benchmark.registry import register_model
 
 
@@ -44,15 +41,10 @@ def noise_sigma(task: Task) -> float:
 
 
 @register_model("baseline-noise")
-class BaselineNoise(ModelPlugin):
+class BaselineNoise(Baseline):
     """The baseline CNN trained with KAP's Gaussian input noise (Cohen et al. 2019's base classifier)."""
 
-    predictive = "deterministic"
-    input_shapes = None  # any image from 8x8 up: benchmark.layers.cnn.make_cnn derives its head from the shape
     summary = "baseline CNN trained on Gaussian-noise inputs, KAP's sigma (KAP's ablation; Cohen et al. 2019's base)"
-
-    def build(self, task: Task) -> nn.Module:
-        return make_cnn(task)
 
     def train_config(self, task: Task) -> TrainConfig:
         return replace(cnn_recipe(task), noise_sigma=noise_sigma(task))
